@@ -1,0 +1,1 @@
+"""Creative Leap-of-Thought tuning, self-refinement and inference."""

@@ -1,0 +1,1 @@
+"""Difficulty-aware dual-way super-resolution as a BasicSR plug-in."""

@@ -1,0 +1,1 @@
+"""Mirror Gradient training for multimodal recommenders on RecBole."""

@@ -1,0 +1,1 @@
+"""Shared plumbing for the paper packages: registry, configs, checkpoints, run directories, benchmarks and CIFAR ResNets."""

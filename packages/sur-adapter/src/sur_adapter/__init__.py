@@ -1,0 +1,1 @@
+"""Semantic understanding and reasoning adapter for text-to-image diffusion."""
