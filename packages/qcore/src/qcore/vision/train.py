@@ -338,9 +338,9 @@ def train_classifier(
             state.global_step += 1
             state.step_in_epoch += 1
             sums = state.sums
-            sums["loss"] += float(loss) * labels.numel()
-            sums["ce"] += float(ce) * labels.numel()
-            sums["aux"] += (float(aux) if aux is not None else 0.0) * labels.numel()
+            sums["loss"] += float(loss.detach()) * labels.numel()
+            sums["ce"] += float(ce.detach()) * labels.numel()
+            sums["aux"] += (float(aux.detach()) if aux is not None else 0.0) * labels.numel()
             sums["correct"] += float((logits.argmax(dim=1) == labels).sum())
             sums["samples"] += labels.numel()
             bar.set_postfix(loss=f"{sums['loss'] / sums['samples']:.4f}", refresh=False)

@@ -1,0 +1,89 @@
+"""Run BasicSR's own ``train_pipeline`` and ``test_pipeline`` on an options file, from Python.
+
+BasicSR reads its options path from ``sys.argv`` (``-opt file.yml``); these helpers set the arguments,
+apply the compatibility fixes of :mod:`dwsr._compat`, and restore ``sys.argv`` afterwards. Experiments go
+to ``<root_path>/experiments/<name>`` (models, training states, logs) and test results to
+``<root_path>/results/<name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import yaml
+
+from dwsr._compat import cpu_safe_resume
+
+__all__ = ["experiment_folder", "load_options", "run_test_pipeline", "run_train_pipeline", "save_options"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_options(path: Path) -> dict:
+    """Read a BasicSR options YAML file into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"options file {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        options = yaml.safe_load(handle)
+    if not isinstance(options, dict):
+        raise ValueError(f"options file {path} does not contain a mapping")
+    return options
+
+
+def save_options(options: dict, path: Path) -> Path:
+    """Write ``options`` as YAML, keeping the key order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.safe_dump(options, handle, sort_keys=False)
+    return path
+
+
+def experiment_folder(root_path: Path, name: str) -> Path:
+    """Return the folder where BasicSR's ``train_pipeline`` writes experiment ``name``."""
+    return Path(root_path) / "experiments" / name
+
+
+@contextlib.contextmanager
+def _basicsr_argv(arguments: Sequence[str]) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = ["basicsr", *arguments]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def run_train_pipeline(options_path: Path, root_path: Path, *, auto_resume: bool = False) -> Path:
+    """Train with ``basicsr.train.train_pipeline`` from an options file; return the experiment folder.
+
+    Args:
+        options_path: BasicSR options YAML.
+        root_path: Folder that receives ``experiments/`` and ``tb_logger/``.
+        auto_resume: Resume from the newest ``training_states/<iter>.state`` of the experiment, if any.
+    """
+    import dwsr  # noqa: F401  (registers the DWSR classes before BasicSR builds anything)
+    from basicsr.train import train_pipeline
+
+    options_path = Path(options_path).resolve()
+    arguments = ["-opt", str(options_path)] + (["--auto_resume"] if auto_resume else [])
+    logger.info("BasicSR train_pipeline on %s (root %s)", options_path, root_path)
+    with _basicsr_argv(arguments), cpu_safe_resume():
+        train_pipeline(str(Path(root_path).resolve()))
+    return experiment_folder(root_path, load_options(options_path)["name"])
+
+
+def run_test_pipeline(options_path: Path, root_path: Path) -> Path:
+    """Evaluate with ``basicsr.test.test_pipeline`` from an options file; return the results folder."""
+    import dwsr  # noqa: F401
+    from basicsr.test import test_pipeline
+
+    options_path = Path(options_path).resolve()
+    with _basicsr_argv(["-opt", str(options_path)]):
+        test_pipeline(str(Path(root_path).resolve()))
+    return Path(root_path) / "results" / load_options(options_path)["name"]
