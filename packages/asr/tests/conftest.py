@@ -6,12 +6,46 @@ import pytest
 import timm
 import torch
 import torchvision
-from qcore.vision.resnet import attach_attention_torchvision, create_cifar_resnet
 from torch import nn
 
 from asr import ASRBatchNorm2d, install_asr_batchnorm
+from qcore.vision.resnet import attach_attention_torchvision, create_cifar_resnet
 
-FAMILIES = ["cifar_bottleneck", "cifar_basic", "timm_resnet18", "timm_resnet50", "tv_resnet18", "tv_resnet50"]
+# Tiny members of each family for the default tests; the named ImageNet models run in the slow tests.
+TINY_FAMILIES = [
+    "cifar_bottleneck",
+    "cifar_basic",
+    "timm_bottleneck",
+    "timm_basic",
+    "tv_bottleneck",
+    "tv_basic",
+]
+FULL_FAMILIES = ["timm_resnet18", "timm_resnet50", "tv_resnet18", "tv_resnet50"]
+
+# The test machine is shared; one thread per process avoids oversubscription.
+torch.set_num_threads(1)
+
+
+def _tiny_timm_resnet(block: str, attention, num_classes: int) -> nn.Module:
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    return ResNet(
+        block=Bottleneck if block == "bottleneck" else BasicBlock,
+        layers=(1, 1, 1, 1),
+        channels=(8, 16, 32, 64),
+        stem_width=8,
+        num_classes=num_classes,
+        block_args={"attn_layer": attention} if attention is not None else None,
+        zero_init_last=False,
+    )
+
+
+def _tiny_torchvision_resnet(block: str, num_classes: int) -> nn.Module:
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    if block == "bottleneck":
+        return ResNet(Bottleneck, [1, 1, 1, 1], num_classes=num_classes, width_per_group=16)
+    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
 
 
 def build_backbone(family: str, attention=None, *, num_classes: int = 10) -> nn.Module:
@@ -20,6 +54,11 @@ def build_backbone(family: str, attention=None, *, num_classes: int = 10) -> nn.
         return create_cifar_resnet("cifar_resnet_test", num_classes=num_classes, attn_layer=attention)
     if family == "cifar_basic":
         return create_cifar_resnet("cifar_resnet8", num_classes=num_classes, attn_layer=attention)
+    if family in ("timm_bottleneck", "timm_basic"):
+        return _tiny_timm_resnet(family.removeprefix("timm_"), attention, num_classes)
+    if family in ("tv_bottleneck", "tv_basic"):
+        model = _tiny_torchvision_resnet(family.removeprefix("tv_"), num_classes)
+        return attach_attention_torchvision(model, attention) if attention is not None else model
     if family.startswith("timm_"):
         block_args = {"attn_layer": attention} if attention is not None else None
         return timm.create_model(
@@ -38,7 +77,9 @@ def build_asr_batchnorm_model(family: str, *, num_classes: int = 10) -> nn.Modul
     if family.startswith("cifar_"):
         name = "cifar_resnet_test" if family == "cifar_bottleneck" else "cifar_resnet8"
         return create_cifar_resnet(
-            name, num_classes=num_classes, last_norm_factory=lambda channels, stage, block: ASRBatchNorm2d(channels)
+            name,
+            num_classes=num_classes,
+            last_norm_factory=lambda channels, stage, block: ASRBatchNorm2d(channels),
         )
     return install_asr_batchnorm(build_backbone(family, num_classes=num_classes))
 

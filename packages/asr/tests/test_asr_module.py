@@ -3,12 +3,12 @@
 import pytest
 import timm
 import torch
-from qcore.testing import assert_all_parameters_get_gradients
-from qcore.vision.attention import ATTENTION, SqueezeExcite
-from timm.layers import create_attn
+from timm.layers import SEModule, create_attn
 from torch import nn
 
-from asr import ASR, ASRBatchNorm2d, ASRWithAttention, DEFAULT_INIT_VALUE
+from asr import ASR, DEFAULT_INIT_VALUE, ASRBatchNorm2d, ASRWithAttention
+from qcore.testing import assert_all_parameters_get_gradients
+from qcore.vision.attention import ATTENTION, SqueezeExcite
 
 
 def _perturb(module: nn.Module, seed: int = 0) -> None:
@@ -201,3 +201,9 @@ def test_state_dict_round_trip_gives_identical_outputs():
     copy.load_state_dict(module.state_dict())
     x = torch.randn(2, 16, 3, 3)
     torch.testing.assert_close(copy(x), module(x), atol=0, rtol=0)
+
+
+def test_timm_se_module_is_rejected_as_inner():
+    # timm's SEModule keeps its sigmoid layer under the name ``gate``; that is not a gate(x) method.
+    with pytest.raises(TypeError, match="no gate"):
+        ASR(16, attention=SEModule)

@@ -37,3 +37,14 @@ def tiny_base(tmp_path_factory):
     from moextend.tiny import save_tiny_base
 
     return save_tiny_base(tmp_path_factory.mktemp("base"), corpus=CORPUS, vocab_size=300)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread():
+    """Tiny models run fastest on one intra-op thread, and a shared CI machine stays responsive."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

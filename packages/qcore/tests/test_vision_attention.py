@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from timm.models.resnet import Bottleneck, ResNet
 import torch
+from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
 from qcore.registry import UnknownNameError
@@ -23,7 +23,7 @@ from qcore.vision.resnet import create_cifar_resnet
 
 
 class _PenaltyAttention(nn.Module):
-    """Identity gate with an aux loss ‖p‖², for testing collection."""
+    """Gate p₀ + p₁ (1 at init) with aux loss ‖p‖², for testing aux-loss collection."""
 
     def __init__(self, channels: int, *, device=None, dtype=None) -> None:
         super().__init__()
@@ -117,7 +117,7 @@ def test_se_as_timm_attn_layer():
     )
     assert isinstance(model.layer1[0].se, SqueezeExcite)
     assert model.layer1[0].se.rd_channels == 16
-    out = model(torch.randn(1, 3, 32, 32))
+    out = model.eval()(torch.randn(1, 3, 32, 32))
     assert out.shape == (1, 5)
 
 

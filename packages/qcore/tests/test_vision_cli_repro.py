@@ -58,14 +58,26 @@ def test_cli_bad_input_exits_2(tmp_path, main, capsys, argv, message):
 
 
 def test_cli_bench(main, capsys, tmp_path):
-    argv = ["bench", "--model", "cifar_resnet_test", "--batch-size", "2", "--repeats", "1", "--output", str(tmp_path)]
+    argv = [
+        "bench",
+        "--model",
+        "cifar_resnet_test",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+        "--output",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     assert "params_vs_plain" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "bench.json").read_text())) == 2
 
 
 def test_benchmark_ratios():
-    rows = benchmark_attention_variants({"se": "se"}, model="cifar_resnet_test", batch_size=2, repeats=1, warmup=0)
+    rows = benchmark_attention_variants(
+        {"se": "se"}, model="cifar_resnet_test", batch_size=2, repeats=1, warmup=0
+    )
     by_name = {row["variant"]: row for row in rows}
     assert list(by_name) == ["plain", "se"]
     assert by_name["plain"]["params_vs_plain"] == 1.0

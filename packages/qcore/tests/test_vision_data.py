@@ -81,8 +81,13 @@ def test_cifar10_folder(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(1, 6):
-        _write_pickle(folder / f"data_batch_{i}", {"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]})
-    _write_pickle(folder / "test_batch", {"data": rng.integers(0, 255, (3, 3072), dtype=np.uint8), "labels": [9, 8, 7]})
+        _write_pickle(
+            folder / f"data_batch_{i}",
+            {"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]},
+        )
+    _write_pickle(
+        folder / "test_batch", {"data": rng.integers(0, 255, (3, 3072), dtype=np.uint8), "labels": [9, 8, 7]}
+    )
     _write_pickle(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
     train, test, num_classes = build_datasets("cifar10", root=tmp_path)
     assert (len(train), len(test), num_classes) == (20, 3, 10)
@@ -90,7 +95,9 @@ def test_cifar10_folder(tmp_path):
     assert train.classes[3] == "c3"
     same_train, _, _ = build_datasets("cifar10", root=folder, augment=False)
     raw = torch.from_numpy(_read_first(folder / "data_batch_1")).float() / 255.0
-    expected = (raw - torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)) / torch.tensor([0.2023, 0.1994, 0.2010]).view(3, 1, 1)
+    expected = (raw - torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)) / torch.tensor(
+        [0.2023, 0.1994, 0.2010]
+    ).view(3, 1, 1)
     torch.testing.assert_close(same_train[0][0], expected)
 
 
@@ -128,7 +135,9 @@ def test_imagefolder(tmp_path):
         for name in ("cat", "dog"):
             (tmp_path / split / name).mkdir(parents=True)
             for i in range(2):
-                Image.new("RGB", (40, 30), color=(i * 100, 50, 200)).save(tmp_path / split / name / f"{i}.png")
+                Image.new("RGB", (40, 30), color=(i * 100, 50, 200)).save(
+                    tmp_path / split / name / f"{i}.png"
+                )
     train, test, num_classes = build_datasets("imagefolder", root=tmp_path, image_size=24)
     assert num_classes == 2
     assert (len(train), len(test)) == (4, 4)

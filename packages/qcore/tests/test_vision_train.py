@@ -15,7 +15,7 @@ from qcore.vision.train import TrainConfig, evaluate_classifier, train_classifie
 
 
 class _Penalty(nn.Module):
-    """Gate 1 with an aux loss ‖p‖², p initialised to (0.5, 0.5)."""
+    """Gate that is always 1 but passes gradients to p, with aux loss ‖p‖² and p initialised to (0.5, 0.5)."""
 
     def __init__(self, channels, *, device=None, dtype=None):
         super().__init__()
@@ -31,7 +31,12 @@ class _Penalty(nn.Module):
 @pytest.fixture(scope="module")
 def tiny_data():
     train, test, _ = build_datasets("digits", image_size=16, seed=0)
-    common = {"mean": train.mean.flatten().tolist(), "std": train.std.flatten().tolist(), "padding": 2, "flip": False}
+    common = {
+        "mean": train.mean.flatten().tolist(),
+        "std": train.std.flatten().tolist(),
+        "padding": 2,
+        "flip": False,
+    }
     small_train = TensorImageDataset(train.images[:96], train.labels[:96], augment=True, seed=0, **common)
     small_test = TensorImageDataset(test.images[:40], test.labels[:40], **common)
     return small_train, small_test
@@ -63,10 +68,11 @@ def test_recipe_defaults():
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("lr", 0.0), ("batch_size", 0), ("milestones", (5, 2)), ("weight_decay", -1.0), ("dataset", "mnist")]
+    ("field", "value"),
+    [("lr", 0.0), ("batch_size", 0), ("milestones", (5, 2)), ("weight_decay", -1.0), ("dataset", "mnist")],
 )
 def test_config_rejects_bad_values(field, value):
-    with pytest.raises(ValueError, match=field if field != "dataset" else "dataset"):
+    with pytest.raises(ValueError, match=field):
         _config(**{field: value})
 
 
@@ -89,7 +95,9 @@ def test_training_writes_results_and_checkpoints(tmp_path, tiny_data):
 
 def test_training_loss_includes_weighted_aux_loss(tmp_path, tiny_data):
     model = _build(_Penalty)
-    results = train_classifier(model, _config(epochs=1, max_steps=2, aux_loss_weight=0.1), tmp_path, datasets=tiny_data)
+    results = train_classifier(
+        model, _config(epochs=1, max_steps=2, aux_loss_weight=0.1), tmp_path, datasets=tiny_data
+    )
     record = results["history"][0]
     assert record["train_aux"] > 0
     assert record["train_loss"] == pytest.approx(record["train_ce"] + 0.1 * record["train_aux"], rel=1e-6)
@@ -99,7 +107,9 @@ def test_training_loss_includes_weighted_aux_loss(tmp_path, tiny_data):
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_data):
     reference = _build("se")
-    reference_results = train_classifier(reference, _config(), tmp_path / "reference", resume=False, datasets=tiny_data)
+    reference_results = train_classifier(
+        reference, _config(), tmp_path / "reference", resume=False, datasets=tiny_data
+    )
 
     def kill_at_step_four(step):
         if step == 4:
@@ -108,7 +118,9 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_data):
     interrupted = _build("se")
     config = _config(checkpoint_every_steps=3)
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(interrupted, config, tmp_path / "resumed", datasets=tiny_data, step_callback=kill_at_step_four)
+        train_classifier(
+            interrupted, config, tmp_path / "resumed", datasets=tiny_data, step_callback=kill_at_step_four
+        )
     saved = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last").training_state["progress"]
     assert (saved["global_step"], saved["epoch"], saved["step_in_epoch"]) == (3, 1, 0)
 

@@ -80,7 +80,9 @@ def test_batch_mixing_only_with_legacy_flag(legacy, mixes):
         before = adapter(x)
         after = adapter(changed)
     for name in ("embeds", "transformer_states"):
-        other_samples_differ = not torch.allclose(getattr(before, name)[:2], getattr(after, name)[:2], atol=1e-6)
+        other_samples_differ = not torch.allclose(
+            getattr(before, name)[:2], getattr(after, name)[:2], atol=1e-6
+        )
         assert other_samples_differ == mixes, name
 
 
@@ -109,7 +111,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_from_pretrained_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json"):
         SURAdapter.from_pretrained(tmp_path / "nothing")
 
 

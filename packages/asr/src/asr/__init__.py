@@ -5,15 +5,14 @@ ECCV 2024, arXiv 2304.06345. Importing the package registers ``"asr"`` (ASR with
 ``"asr_se"`` (ASR followed by an ordinary SE) in ``qcore.vision.attention.ATTENTION``.
 """
 
-from qcore.vision.attention import ATTENTION
-
-from asr.asr import DEFAULT_INIT_VALUE, ASR, ASRBatchNorm2d, ASRWithAttention, build_attention
+from asr.asr import ASR, DEFAULT_INIT_VALUE, ASRBatchNorm2d, ASRWithAttention, build_attention
 from asr.reparameterize import count_asr_modules, install_asr_batchnorm, reparameterize
 from asr.stripe import GateRecord, StripeObserver, plot_stripes
+from qcore.vision.attention import ATTENTION
 
 __all__ = [
-    "DEFAULT_INIT_VALUE",
     "ASR",
+    "DEFAULT_INIT_VALUE",
     "ASRBatchNorm2d",
     "ASRWithAttention",
     "GateRecord",

@@ -19,13 +19,22 @@ Three forms are provided:
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DEFAULT_INIT_VALUE", "ASR", "ASRBatchNorm2d", "ASRWithAttention", "build_attention"]
+__all__ = [
+    "ASR",
+    "DEFAULT_INIT_VALUE",
+    "ASRBatchNorm2d",
+    "ASRWithAttention",
+    "build_attention",
+    "gate_method",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,16 @@ def build_attention(
     if factory is None:
         raise ValueError(f"ASR needs an attention module to compute its scale, got {spec!r}")
     return factory(channels, device=device, dtype=dtype, **kwargs)
+
+
+def gate_method(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """Return the module's ``gate(x)`` method, or None.
+
+    timm's SE-like modules store their activation layer under the attribute ``gate``, which is a
+    submodule, not a method returning the gate; those return None.
+    """
+    method = getattr(module, "gate", None)
+    return method if inspect.ismethod(method) else None
 
 
 def _check_feature_map(x: Tensor, channels: int, owner: str) -> None:
@@ -98,7 +117,7 @@ class ASR(nn.Module):
         self.attention = build_attention(
             attention, channels, device=device, dtype=dtype, **(attention_kwargs or {})
         )
-        if not callable(getattr(self.attention, "gate", None)):
+        if gate_method(self.attention) is None:
             raise TypeError(
                 f"the inner attention module {type(self.attention).__name__} has no gate(x) method; ASR "
                 f"needs the gate a of shape (1, C, 1, 1) that the module computes for the input ψ"

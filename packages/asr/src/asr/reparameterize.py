@@ -97,7 +97,9 @@ def count_asr_modules(model: nn.Module) -> int:
 
 def _scale_batchnorm_(bn: nn.BatchNorm2d, value: Tensor, where: str) -> None:
     if bn.weight is None or bn.bias is None:
-        raise ValueError(f"the BatchNorm before the ASR module at '{where}' has no affine parameters to fold into")
+        raise ValueError(
+            f"the BatchNorm before the ASR module at '{where}' has no affine parameters to fold into"
+        )
     with torch.no_grad():
         flat = value.reshape(-1).to(bn.weight.dtype)
         bn.weight.mul_(flat)
@@ -116,7 +118,9 @@ def _collapse_sequential(model: nn.Module, sequential: nn.Sequential) -> None:
     setattr(parent, name, kept[0] if len(kept) == 1 else nn.Sequential(*kept))
 
 
-def _fold_attention_slot(model: nn.Module, module: ASR | ASRWithAttention, scaled: list[nn.BatchNorm2d]) -> None:
+def _fold_attention_slot(
+    model: nn.Module, module: ASR | ASRWithAttention, scaled: list[nn.BatchNorm2d]
+) -> None:
     names = _qualified_names(model)
     parent, name = _parents(model)[id(module)]
     where = names[id(module)]
@@ -205,7 +209,9 @@ def reparameterize(
     for module in top_level:
         _fold_attention_slot(model, module, scaled)
     if not scaled:
-        logger.warning("reparameterize found no ASR module in %s; the model is unchanged", type(model).__name__)
+        logger.warning(
+            "reparameterize found no ASR module in %s; the model is unchanged", type(model).__name__
+        )
 
     if fuse_conv:
         for bn in scaled:

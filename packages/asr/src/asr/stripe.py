@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from asr.asr import gate_method
+
 __all__ = ["GateRecord", "StripeObserver", "default_attention_filter", "plot_stripes"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def default_attention_filter(name: str, module: nn.Module) -> bool:
     """Select modules with a ``gate(x)`` method or timm's SE-like classes (``SEModule``, ``EcaModule``...)."""
-    if callable(getattr(module, "gate", None)):
+    if gate_method(module) is not None:
         return True
     return type(module).__name__ in {"SEModule", "SqueezeExcite", "EffectiveSEModule", "EcaModule"}
 
@@ -76,7 +78,7 @@ class StripeObserver:
 
     Args:
         model: the network.
-        probe: fixed input batch (N, ...) on the model's device.
+        probe: fixed input batch (N, ...); moved to the device of the model's parameters when recording.
         every: record every this many steps.
         module_filter: ``(name, module) -> bool`` choosing the attention modules; defaults to
             `default_attention_filter`.
@@ -104,7 +106,9 @@ class StripeObserver:
         self.probe = probe
         self.every = every
         self.use_gate_method = use_gate_method
-        self.modules = {name: module for name, module in model.named_modules() if name and module_filter(name, module)}
+        self.modules = {
+            name: module for name, module in model.named_modules() if name and module_filter(name, module)
+        }
         if not self.modules:
             raise ValueError(
                 f"found no attention module in {type(model).__name__}; pass module_filter to choose them"
@@ -125,16 +129,20 @@ class StripeObserver:
         for name, module in self.modules.items():
             handles.append(module.register_forward_hook(self._make_hook(name, captured)))
         was_training = self.model.training
+        parameter = next(self.model.parameters(), None)
+        probe = self.probe if parameter is None else self.probe.to(parameter.device)
         self.model.eval()
         try:
             with torch.no_grad():
-                self.model(self.probe)
+                self.model(probe)
         finally:
             self.model.train(was_training)
             for handle in handles:
                 handle.remove()
 
-        new_records = [GateRecord(step, name, gates.detach().float().cpu()) for name, gates in captured.items()]
+        new_records = [
+            GateRecord(step, name, gates.detach().float().cpu()) for name, gates in captured.items()
+        ]
         self.records.extend(new_records)
         logger.debug("recorded gates of %d modules at step %d", len(new_records), step)
         return new_records
@@ -142,9 +150,9 @@ class StripeObserver:
     def _make_hook(self, name: str, captured: dict[str, Tensor]) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             inputs = args[0]
-            gate_method = getattr(module, "gate", None)
-            if self.use_gate_method and callable(gate_method):
-                gates = gate_method(inputs).reshape(inputs.shape[0], -1)
+            method = gate_method(module)
+            if self.use_gate_method and method is not None:
+                gates = method(inputs).reshape(inputs.shape[0], -1)
             else:
                 gates = _gate_from_output(inputs, output)
             captured[name] = gates
@@ -181,7 +189,9 @@ class StripeObserver:
                 return record.gates
         raise KeyError(f"no gates of module '{module}' at step {step}; recorded steps: {self.steps()}")
 
-    def plot(self, path: str | Path, *, modules: Iterable[str] | None = None, steps: Iterable[int] | None = None) -> Path:
+    def plot(
+        self, path: str | Path, *, modules: Iterable[str] | None = None, steps: Iterable[int] | None = None
+    ) -> Path:
         """Draw the inputs × channels heat-maps (see `plot_stripes`) and return the file path."""
         return plot_stripes(self, path, modules=modules, steps=steps)
 
@@ -224,7 +234,9 @@ def plot_stripes(
     for row, module in enumerate(modules):
         for column, step in enumerate(steps):
             axis = axes[row][column]
-            image = axis.imshow(observer.gates(module, step).numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+            image = axis.imshow(
+                observer.gates(module, step).numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1
+            )
             axis.set_title(f"{module}\nstep {step}", fontsize=7)
             axis.set_xlabel("channel", fontsize=7)
             axis.set_ylabel("input", fontsize=7)

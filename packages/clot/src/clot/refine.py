@@ -220,6 +220,12 @@ def self_refine(
         logger.info("resuming self-refinement: %d of %d inputs already done", resumed, len(references))
     if progress_path is not None:
         progress_path.parent.mkdir(parents=True, exist_ok=True)
+        # Rewrite the readable records so that a torn last line cannot swallow the next append.
+        temporary = progress_path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            for outcome in done.values():
+                handle.write(json.dumps(outcome.to_dict(), ensure_ascii=False) + "\n")
+        temporary.replace(progress_path)
 
     outcomes: list[RefineOutcome] = []
     for reference in progress(references, desc="self-refinement"):

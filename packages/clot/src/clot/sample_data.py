@@ -1,6 +1,6 @@
 """A small Oogiri-style data set written for this project, in the Oogiri-GO file layout.
 
-It lets every command run without downloading Oogiri-GO: 80 original responses (16 game inputs with
+It lets every command run without downloading Oogiri-GO: 85 original responses (17 game inputs with
 five responses each) in English, Chinese and Japanese, covering the three game types. Images are
 photographs bundled with scikit-image; IT2T images get a caption band with a blank. The band text is
 English in every language because no CJK font ships with Pillow. Like counts are made up.

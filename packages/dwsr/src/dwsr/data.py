@@ -72,7 +72,7 @@ class PairedFolder:
     lq: Path
     filename_tmpl: str = "{}"
 
-    def dataset_options(self, phase: str, **extra: object) -> dict:
+    def dataset_options(self, **extra: object) -> dict:
         """Return a BasicSR ``PairedImageDataset`` options dict for this folder pair."""
         return {
             "name": self.name,

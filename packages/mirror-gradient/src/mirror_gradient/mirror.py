@@ -175,7 +175,9 @@ class MirrorGradient:
         loss = _sum_loss(losses)
         if check_loss is not None:
             check_loss(loss)
-        parts = tuple(part.detach() for part in losses) if isinstance(losses, tuple | list) else (loss.detach(),)
+        parts = (
+            tuple(part.detach() for part in losses) if isinstance(losses, tuple | list) else (loss.detach(),)
+        )
 
         mirror_loss = None
         if mirrored:

@@ -53,7 +53,9 @@ BASE_CONFIG: dict[str, Any] = {
     "metrics": ["Recall", "NDCG", "Precision", "MAP"],
     "topk": [5, 10, 20],
     "valid_metric": "Recall@5",
-    "eval_batch_size": 4096,
+    # RecBole's full-ranking loader puts eval_batch_size // n_items users in a batch; the authors' value 4096
+    # counts users, so this larger value keeps batches of hundreds of users.
+    "eval_batch_size": 2**20,
     "eval_step": 1,
     "show_progress": False,
     "reproducibility": True,
@@ -144,17 +146,14 @@ def build_config(
     )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='cpu'.")
-    return Config(model=model_class, dataset=data.name, config_dict=config_dict)
+    return _ConfigWithoutCommandLine(model=model_class, dataset=data.name, config_dict=config_dict)
 
 
-_DATASETS: dict[tuple[str, str], Any] = {}
+class _ConfigWithoutCommandLine(Config):
+    """RecBole ``Config`` that ignores ``sys.argv``; the CLI and callers pass every key explicitly."""
 
-
-def _dataset_for(config: Config, data: PreparedData) -> Any:
-    key = (str(data.data_path), data.name)
-    if key not in _DATASETS:
-        _DATASETS[key] = create_dataset(config)
-    return _DATASETS[key]
+    def _load_cmd_line(self):
+        return {}
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -190,7 +189,7 @@ def run_experiment(
         model_name, data, mg=mg, seed=seed, device=device, checkpoint_dir=checkpoint_dir, overrides=overrides
     )
     init_seed(config["seed"], config["reproducibility"])
-    dataset = _dataset_for(config, data)
+    dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"], config["reproducibility"])
@@ -234,7 +233,9 @@ def run_experiment(
 def grid_points(grid: dict[str, Iterable[Any]]) -> list[dict[str, Any]]:
     """Return every combination of a grid ``{key: values}`` as a list of dicts (one empty dict for no keys)."""
     keys = sorted(grid)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(list(grid[k]) for k in keys))]
+    return [
+        dict(zip(keys, values, strict=True)) for values in itertools.product(*(list(grid[k]) for k in keys))
+    ]
 
 
 def select_hyper_parameters(

@@ -87,7 +87,8 @@ class MirrorGradientTrainer(Trainer):
     either pass raises ValueError, as RecBole's trainer does.
 
     With ``mg_enabled: False`` the same loop trains normally, which gives a baseline with identical
-    epoch hooks. TensorBoard events go to ``<checkpoint_dir>/tensorboard``.
+    epoch hooks. The optional key ``max_train_batches`` stops each epoch after that many batches (smoke
+    runs and benchmarks). TensorBoard events go to ``<checkpoint_dir>/tensorboard``.
     """
 
     def __init__(self, config: Any, model: torch.nn.Module) -> None:
@@ -129,7 +130,10 @@ class MirrorGradientTrainer(Trainer):
 
         self.mirror.start_epoch()
         total_loss = None
-        for interaction in iter_data:
+        batch_limit = self.config["max_train_batches"]
+        for batch_index, interaction in enumerate(iter_data):
+            if batch_limit is not None and batch_index >= batch_limit:
+                break
             interaction = interaction.to(self.device)
             mirror_copy = _copy_interaction(interaction)
             passes = iter((interaction, mirror_copy))
@@ -142,7 +146,9 @@ class MirrorGradientTrainer(Trainer):
             result = self.mirror.step(compute_loss, check_loss=self._check_nan)
             if len(result.losses) > 1:
                 parts = tuple(part.item() for part in result.losses)
-                total_loss = parts if total_loss is None else tuple(map(sum, zip(total_loss, parts, strict=True)))
+                total_loss = (
+                    parts if total_loss is None else tuple(map(sum, zip(total_loss, parts, strict=True)))
+                )
             else:
                 value = result.loss.item()
                 total_loss = value if total_loss is None else total_loss + value

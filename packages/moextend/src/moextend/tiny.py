@@ -4,6 +4,7 @@ CPU-sized reproduction. Nothing here downloads anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,9 +17,11 @@ __all__ = [
     "build_tokenizer",
     "save_tiny_base",
     "tiny_clip_config",
+    "tiny_corpus",
     "tiny_image_processor",
     "tiny_moe_config",
     "tiny_moe_model",
+    "write_tiny_llava_data",
 ]
 
 IMAGE_TOKEN = "<image>"
@@ -183,3 +186,59 @@ def save_tiny_base(
     vision.save_pretrained(vision_dir)
     tiny_image_processor(image_size).save_pretrained(vision_dir)
     return llm_dir, vision_dir
+
+
+_TINY_COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+_TINY_SHAPES = ("square", "circle")
+
+
+def tiny_corpus() -> list[str]:
+    """Sentences covering the vocabulary of :func:`write_tiny_llava_data` and the chat markers."""
+    sentences = [f"a {color} {shape}" for color in _TINY_COLORS for shape in _TINY_SHAPES]
+    return [
+        "[INST]Describe the image.[/INST]",
+        "[INST]What colour is the shape?[/INST]",
+        " ".join(sentences),
+        *sentences,
+    ]
+
+
+def write_tiny_llava_data(folder: str | Path, *, count: int = 32, image_size: int = 32) -> Path:
+    """Draw coloured squares and circles as PNG files and write a LLaVA-format ``data.json`` beside them.
+
+    Returns:
+        The path of ``data.json``.
+    """
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    colors = list(_TINY_COLORS)
+    records = []
+    for index in range(count):
+        color = colors[index % len(colors)]
+        shape = _TINY_SHAPES[(index // len(colors)) % len(_TINY_SHAPES)]
+        image = Image.new("RGB", (image_size, image_size), (0, 0, 0))
+        draw = ImageDraw.Draw(image)
+        box = (6, 6, image_size - 6, image_size - 6)
+        if shape == "square":
+            draw.rectangle(box, fill=_TINY_COLORS[color])
+        else:
+            draw.ellipse(box, fill=_TINY_COLORS[color])
+        name = f"images/{index:04d}.png"
+        image.save(folder / name)
+        question = "Describe the image." if index % 2 == 0 else "What colour is the shape?"
+        answer = f"a {color} {shape}" if index % 2 == 0 else color
+        records.append(
+            {
+                "id": f"tiny-{index}",
+                "image": name,
+                "conversations": [
+                    {"from": "human", "value": f"<image>\n{question}"},
+                    {"from": "gpt", "value": answer},
+                ],
+            }
+        )
+    path = folder / "data.json"
+    path.write_text(json.dumps(records, indent=1))
+    return path

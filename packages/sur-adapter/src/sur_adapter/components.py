@@ -73,7 +73,10 @@ class DiffusionComponents:
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> DiffusionComponents:
         """Move the three networks to ``device`` (and ``dtype`` when given) in place."""
         for module in (self.text_encoder, self.vae, self.unet):
-            module.to(device=device, dtype=dtype)
+            if dtype is None:
+                module.to(device=device)
+            else:
+                module.to(device=device, dtype=dtype)
         return self
 
 

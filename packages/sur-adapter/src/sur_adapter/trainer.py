@@ -94,7 +94,9 @@ class SURTrainer:
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
             config.mixed_precision, torch.float32
         )
-        self.components.to(self.device, dtype=self.weight_dtype)
+        self.components.to(
+            self.device, dtype=None if self.weight_dtype == torch.float32 else self.weight_dtype
+        )
         if config.gradient_checkpointing:
             self.components.unet.enable_gradient_checkpointing()
         if config.prediction_type is not None:

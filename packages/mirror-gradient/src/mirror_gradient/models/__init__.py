@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from qcore.registry import Registry
 
 from mirror_gradient.models.base import MultimodalRecommender
 from mirror_gradient.models.bm3 import BM3
 from mirror_gradient.models.freedom import FREEDOM
 from mirror_gradient.models.lattice import LATTICE
 from mirror_gradient.models.vbpr import VBPR
+from qcore.registry import Registry
 
 __all__ = ["BM3", "FREEDOM", "LATTICE", "MODELS", "VBPR", "MultimodalRecommender", "model_defaults"]
 

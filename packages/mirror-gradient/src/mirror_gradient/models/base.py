@@ -142,6 +142,19 @@ class MultimodalRecommender(GeneralRecommender):
         self.v_feat = None if image is None else self.v_feat.to(self.device)
         self.t_feat = None if text is None else self.t_feat.to(self.device)
 
+    def train(self, mode: bool = True):
+        self._prediction_cache = None
+        return super().train(mode)
+
+    def cached_representations(self, compute):
+        """Return ``compute()`` computed once per evaluation; training mode or new features clear the cache."""
+        if self.training:
+            return compute()
+        if getattr(self, "_prediction_cache", None) is None:
+            with torch.no_grad():
+                self._prediction_cache = compute()
+        return self._prediction_cache
+
     def modality_features(self) -> dict[str, torch.Tensor]:
         """Return the present modalities by name (``"image"``, ``"text"``)."""
         present = {}
@@ -151,7 +164,9 @@ class MultimodalRecommender(GeneralRecommender):
             present["text"] = self.t_feat
         return present
 
-    def set_item_features(self, *, image: torch.Tensor | None = None, text: torch.Tensor | None = None) -> None:
+    def set_item_features(
+        self, *, image: torch.Tensor | None = None, text: torch.Tensor | None = None
+    ) -> None:
         """Replace item features, for example with perturbed ones at test time, and refresh derived graphs.
 
         Args:
@@ -168,6 +183,7 @@ class MultimodalRecommender(GeneralRecommender):
             self.v_feat = image.to(self.device, torch.float32)
         if text is not None:
             self.t_feat = text.to(self.device, torch.float32)
+        self._prediction_cache = None
         self.refresh_feature_graphs()
 
     def refresh_feature_graphs(self) -> None:

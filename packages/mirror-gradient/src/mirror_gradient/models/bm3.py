@@ -20,7 +20,11 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 from torch import nn
 
-from mirror_gradient.models.base import MultimodalRecommender, light_graph_propagate, normalized_user_item_adjacency
+from mirror_gradient.models.base import (
+    MultimodalRecommender,
+    light_graph_propagate,
+    normalized_user_item_adjacency,
+)
 
 __all__ = ["BM3"]
 
@@ -58,7 +62,10 @@ class BM3(MultimodalRecommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
         self.projections = nn.ModuleDict(
-            {name: nn.Linear(feature.shape[1], self.feat_embed_dim) for name, feature in self.modality_features().items()}
+            {
+                name: nn.Linear(feature.shape[1], self.feat_embed_dim)
+                for name, feature in self.modality_features().items()
+            }
         )
         for projection in self.projections.values():
             nn.init.xavier_normal_(projection.weight)
@@ -66,7 +73,9 @@ class BM3(MultimodalRecommender):
         nn.init.xavier_normal_(self.predictor.weight)
 
         users, items = self.user_item_edges(dataset)
-        self.adjacency = normalized_user_item_adjacency(users, items, self.n_users, self.n_items).to(self.device)
+        self.adjacency = normalized_user_item_adjacency(users, items, self.n_users, self.n_items).to(
+            self.device
+        )
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         nodes = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
@@ -96,5 +105,9 @@ class BM3(MultimodalRecommender):
         return loss + self.reg_weight * regularisation
 
     def full_sort_predict(self, interaction):
-        user_all, item_all = self.forward()
-        return self.predictor(user_all[interaction[self.USER_ID]]) @ self.predictor(item_all).T
+        def predicted_representations():
+            user_all, item_all = self.forward()
+            return self.predictor(user_all), self.predictor(item_all)
+
+        user_all, item_all = self.cached_representations(predicted_representations)
+        return user_all[interaction[self.USER_ID]] @ item_all.T

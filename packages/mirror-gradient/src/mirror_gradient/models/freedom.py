@@ -62,7 +62,10 @@ class FREEDOM(MultimodalRecommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
         self.projections = nn.ModuleDict(
-            {name: nn.Linear(feature.shape[1], self.feat_embed_dim) for name, feature in self.modality_features().items()}
+            {
+                name: nn.Linear(feature.shape[1], self.feat_embed_dim)
+                for name, feature in self.modality_features().items()
+            }
         )
 
         users, items = self.user_item_edges(dataset)
@@ -78,7 +81,10 @@ class FREEDOM(MultimodalRecommender):
         self.refresh_feature_graphs()
 
     def refresh_feature_graphs(self) -> None:
-        graphs = {name: knn_graph(feature, self.knn_k, weighted=False) for name, feature in self.modality_features().items()}
+        graphs = {
+            name: knn_graph(feature, self.knn_k, weighted=False)
+            for name, feature in self.modality_features().items()
+        }
         if len(graphs) == 2:
             self.item_graph = (
                 self.mm_image_weight * graphs["image"] + (1.0 - self.mm_image_weight) * graphs["text"]
@@ -123,5 +129,5 @@ class FREEDOM(MultimodalRecommender):
         return loss
 
     def full_sort_predict(self, interaction):
-        user_vectors, item_vectors = self.forward(self.full_adjacency)
+        user_vectors, item_vectors = self.cached_representations(lambda: self.forward(self.full_adjacency))
         return user_vectors[interaction[self.USER_ID]] @ item_vectors.T

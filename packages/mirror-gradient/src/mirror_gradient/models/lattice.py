@@ -65,7 +65,9 @@ class LATTICE(MultimodalRecommender):
         self.reg_loss = EmbLoss()
 
         users, items = self.user_item_edges(dataset)
-        self.adjacency = normalized_user_item_adjacency(users, items, self.n_users, self.n_items).to(self.device)
+        self.adjacency = normalized_user_item_adjacency(users, items, self.n_users, self.n_items).to(
+            self.device
+        )
         self.raw_graphs: dict[str, torch.Tensor] = {}
         self.item_graph: torch.Tensor | None = None
         self.rebuild_learned_graph = True
@@ -73,7 +75,8 @@ class LATTICE(MultimodalRecommender):
 
     def refresh_feature_graphs(self) -> None:
         self.raw_graphs = {
-            name: knn_graph(feature, self.knn_k, weighted=True) for name, feature in self.modality_features().items()
+            name: knn_graph(feature, self.knn_k, weighted=True)
+            for name, feature in self.modality_features().items()
         }
         self.rebuild_learned_graph = True
 
@@ -120,6 +123,5 @@ class LATTICE(MultimodalRecommender):
         return loss + self.reg_weight * self.reg_loss(batch_users, positive_vectors, negative_vectors)
 
     def full_sort_predict(self, interaction):
-        with torch.no_grad():
-            user_vectors, item_vectors = self.forward()
+        user_vectors, item_vectors = self.cached_representations(self.forward)
         return user_vectors[interaction[self.USER_ID]] @ item_vectors.T

@@ -61,4 +61,4 @@ class VBPR(MultimodalRecommender):
 
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID]
-        return self.user_embedding(users) @ self.item_representations().T
+        return self.user_embedding(users) @ self.cached_representations(self.item_representations).T

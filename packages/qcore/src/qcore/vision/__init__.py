@@ -6,7 +6,13 @@ image folders), :mod:`~qcore.vision.train` (recipe and trainer), :mod:`~qcore.vi
 :mod:`~qcore.vision.cli` and :mod:`~qcore.vision.benchmark`.
 """
 
-from qcore.vision.attention import ATTENTION, ChannelAffine, SqueezeExcite, collect_aux_loss, resolve_attention
+from qcore.vision.attention import (
+    ATTENTION,
+    ChannelAffine,
+    SqueezeExcite,
+    collect_aux_loss,
+    resolve_attention,
+)
 from qcore.vision.resnet import CifarResNet, attach_attention_torchvision, create_cifar_resnet
 
 __all__ = [

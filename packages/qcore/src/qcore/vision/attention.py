@@ -158,8 +158,9 @@ def resolve_attention(spec: Any, **kwargs: Any) -> AttentionFactory | None:
     """Turn an attention spec into a factory ``(channels) -> nn.Module``, or ``None`` for no attention.
 
     Args:
-        spec: ``None``, ``False`` or ``"none"`` for no attention; ``True`` for SE (as in timm); a name
-            registered in :data:`ATTENTION`; a module class; or any callable taking the channel count.
+        spec: ``None``, ``False`` or ``"none"`` means no attention, and ``True`` means SE (as in timm).
+            Otherwise a name registered in :data:`ATTENTION`, a module class, or any callable that
+            takes the channel count.
         **kwargs: Keyword arguments bound to the class or callable (for example ``reduction=8``).
 
     Raises:

@@ -3,7 +3,7 @@
 ``build_datasets`` returns map-style datasets of ``(image, label)`` pairs, where ``image`` is a normalised
 float tensor (3, S, S). Training augmentation (random crop with zero padding, optional horizontal flip)
 draws its randomness from a generator seeded by ``(seed, epoch, index)``, so a sample's augmented view
-depends only on those three numbers. Training resumed in the middle of an epoch therefore sees exactly
+depends only on those three numbers. Training resumed in the middle of an epoch therefore receives exactly
 the images an uninterrupted run would, whatever the worker count. Call ``set_epoch(epoch)`` on the
 training set at the start of every epoch.
 
@@ -284,12 +284,12 @@ def _cifar(
 def _imagefolder(
     root: Path | None, image_size: int, augment: bool, seed: int
 ) -> tuple[Dataset, Dataset, int]:
-    how = "Arrange the images as <root>/train/<class>/<image> and <root>/val/<class>/<image>."
+    layout_hint = "Arrange the images as <root>/train/<class>/<image> and <root>/val/<class>/<image>."
     if root is None:
-        raise DatasetNotFoundError(f"dataset 'imagefolder' needs root=<folder>. {how}")
+        raise DatasetNotFoundError(f"dataset 'imagefolder' needs root=<folder>. {layout_hint}")
     for split in ("train", "val"):
         if not (root / split).is_dir():
-            raise DatasetNotFoundError(f"image folder not found: {root / split}. {how}")
+            raise DatasetNotFoundError(f"image folder not found: {root / split}. {layout_hint}")
     train = ImageFolderDataset(root / "train", image_size=image_size, augment=augment, seed=seed)
     test = ImageFolderDataset(root / "val", image_size=image_size, augment=False, seed=seed)
     if train.classes != test.classes:

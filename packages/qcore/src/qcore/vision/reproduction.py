@@ -4,7 +4,8 @@
 runs into a :class:`qcore.reproduce.ReproductionResult`, so each attention package's ``reproduce`` is a
 few lines. Presets:
 
-- ``smoke``: tiny bottleneck ResNet (depth 11) on 16×16 digits for 2 optimizer steps; seconds.
+- ``smoke``: tiny bottleneck ResNet (depth 11) on 16×16 digits for 2 optimizer steps, evaluated on 100
+  test images; seconds.
 - ``default``: ResNet-20 (basic blocks) on scikit-learn's digits at 32×32 for 10 epochs, lr × 0.1 after
   epochs 6 and 9; a few minutes per package on two CPU cores.
 - ``paper``: ResNet-164 (bottleneck) on CIFAR-100 (or CIFAR-10) with the full recipe of the papers: 164
@@ -56,7 +57,14 @@ PRESET_RECIPES: dict[str, PresetRecipe] = {
     "smoke": PresetRecipe(
         model="cifar_resnet_test",
         dataset="digits",
-        train={"image_size": 16, "epochs": 1, "milestones": (), "batch_size": 32, "max_steps": 2},
+        train={
+            "image_size": 16,
+            "epochs": 1,
+            "milestones": (),
+            "batch_size": 32,
+            "max_steps": 2,
+            "max_eval_batches": 1,
+        },
     ),
     "default": PresetRecipe(
         model="cifar_resnet20",

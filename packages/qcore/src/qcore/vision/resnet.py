@@ -1,7 +1,7 @@
 """CIFAR ResNets with an attention slot in every residual block.
 
-The layout is the fb.resnet.torch CIFAR ResNet used by the official code of LSAS, ASR, RAS, SEM and SPEM
-(all forked from bearpaw's pytorch-classification): a 3×3 stem with 16 channels, three stages with 16, 32
+The layout is the fb.resnet.torch CIFAR ResNet used by the official code of LSAS, ASR, RAS, SEM and SPEM,
+which are all forked from bearpaw's pytorch-classification. It has a 3×3 stem with 16 channels, three stages with 16, 32
 and 64 planes, post-activation blocks, global average pooling and a linear classifier. Attention acts on
 the output F of the block's last BN (``bn3`` in a bottleneck, ``bn2`` in a basic block), before the
 residual add: out = ReLU(shortcut + a ⊙ F).
@@ -31,9 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# (stage index, block index, channels) -> module or None.
-StageAwareFactory = Callable[[int, int, int], nn.Module | None]
 
 STAGE_PLANES = (16, 32, 64)
 NUM_STAGES = 3

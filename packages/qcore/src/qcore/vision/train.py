@@ -6,7 +6,7 @@ momentum 0.9 and no Nesterov, lr 0.1, weight decay 1e-4 on every parameter, batc
 modules' ``aux_loss()`` (α = 0.1 in SPEM's code; modules without ``aux_loss`` add nothing).
 
 Checkpoints go to ``<run_dir>/checkpoints/last`` after every epoch (and every ``checkpoint_every_steps``
-optimizer steps), and to ``<run_dir>/checkpoints/best`` when the test accuracy improves. A checkpoint holds
+optimizer steps), and to ``<run_dir>/checkpoints/best`` when the test accuracy improves. A checkpoint contains
 the model, the optimizer and scheduler state, the position in the epoch, the running epoch sums and the
 RNG states. The shuffling order depends only on ``(seed, epoch)`` and the augmentation only on
 ``(seed, epoch, sample index)``, so a run killed at any point and resumed from its last checkpoint ends with
@@ -77,6 +77,9 @@ class TrainConfig(Config):
     checkpoint_every_steps: int = option(
         0, help="also write checkpoints/last every this many optimizer steps (0: only after each epoch)"
     )
+    max_eval_batches: int = option(
+        0, help="evaluate on at most this many test batches (0: the whole test set; smoke runs)"
+    )
     save_best: bool = option(True, help="write checkpoints/best whenever the test accuracy improves")
     num_workers: int = option(0, help="data-loader worker processes")
     device: str = option("auto", help="'auto' uses CUDA when available", choices=("auto", "cpu", "cuda"))
@@ -89,7 +92,15 @@ class TrainConfig(Config):
         super().validate()
         for name in ("epochs", "lr", "batch_size", "test_batch_size", "image_size"):
             check_positive(name, getattr(self, name))
-        for name in ("momentum", "weight_decay", "aux_loss_weight", "max_steps", "checkpoint_every_steps"):
+        non_negative = (
+            "momentum",
+            "weight_decay",
+            "aux_loss_weight",
+            "max_steps",
+            "checkpoint_every_steps",
+            "max_eval_batches",
+        )
+        for name in non_negative:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"invalid {name}={value!r}: must be a number >= 0")
@@ -135,12 +146,13 @@ def _move(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
 
 @torch.no_grad()
 def evaluate_classifier(
-    model: nn.Module, loader: DataLoader, *, device: torch.device | str | None = None
+    model: nn.Module, loader: DataLoader, *, device: torch.device | str | None = None, max_batches: int = 0
 ) -> dict:
     """Return ``{"accuracy", "loss", "samples"}`` of ``model`` on ``loader``, in eval mode.
 
     Accuracy is top-1 in percent and loss the mean cross-entropy; auxiliary losses are ignored, as in
-    the official test pass. The model's training mode is restored afterwards.
+    the official test pass. ``max_batches`` > 0 stops after that many batches. The model's training mode
+    is restored afterwards.
     """
     if device is None:
         device = next(model.parameters()).device
@@ -148,7 +160,9 @@ def evaluate_classifier(
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     try:
-        for batch in loader:
+        for batch_index, batch in enumerate(loader):
+            if max_batches and batch_index >= max_batches:
+                break
             images, labels = _move(batch, torch.device(device))
             logits = model(images)
             loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
@@ -356,7 +370,9 @@ def train_classifier(
         state.seconds += time.perf_counter() - epoch_start
 
         lr = optimizer.param_groups[0]["lr"]
-        evaluation = evaluate_classifier(core_model, test_loader, device=device)
+        evaluation = evaluate_classifier(
+            core_model, test_loader, device=device, max_batches=config.max_eval_batches
+        )
         samples = max(state.sums["samples"], 1.0)
         record = {
             "epoch": state.epoch + 1,

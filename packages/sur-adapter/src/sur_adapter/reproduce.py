@@ -1,0 +1,216 @@
+"""Reproduction entry point: SUR-adapter against plain Stable Diffusion conditioning.
+
+Presets:
+
+* ``smoke``: four bundled images, tiny random diffusion components, two training steps (seconds);
+* ``default``: all bundled scikit-image samples with their simple and complex prompts, tiny random
+  components and the bundled all-MiniLM-L6-v2 teacher, a few minutes on two CPU cores;
+* ``paper``: the authors' ``run.sh`` recipe on SURD under ``data_root`` (a GPU job).
+
+Every preset compares three conditionings of the same frozen UNet: the plain text-encoder output (no
+adapter), the adapter trained with this package's defaults, and the adapter trained with the released
+code's behaviour (detached condition, samples mixed in the transformer layers, frozen random teacher
+projection).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qcore.report import markdown_table
+from qcore.reproduce import ReproductionContext, ReproductionResult, ResultRow
+
+from .config import TrainConfig, preset_config
+from .embedded import write_embedded_dataset
+from .teacher import load_prompt_vectors
+from .trainer import SURTrainer
+
+__all__ = ["LEGACY_CHANGES", "compare_adapters", "reproduce"]
+
+logger = logging.getLogger(__name__)
+
+LEGACY_CHANGES = {
+    "legacy_detach_condition": True,
+    "legacy_batch_first_bug": True,
+    "legacy_llm_projection": True,
+}
+_METRICS = ("loss_noise", "loss_llm", "loss_prompt", "simple_complex_distance")
+_SURD_HELP = (
+    "Download SURD.zip and 39.pt from the gated Hugging Face dataset zhongshsh/SURD (needs an access token), "
+    "unzip SURD.zip into <data_root>/SURD so that <data_root>/SURD/metadata.jsonl exists, and put 39.pt in "
+    "<data_root>; without 39.pt the teacher vectors are computed with the configured LLM."
+)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    steps: int
+    samples: int | None
+    evaluation_repeats: int
+    image_size: int
+
+
+_PLANS = {
+    "smoke": _Plan(steps=2, samples=4, evaluation_repeats=1, image_size=32),
+    "default": _Plan(steps=60, samples=None, evaluation_repeats=2, image_size=64),
+}
+
+
+def reproduce(context: ReproductionContext) -> ReproductionResult:
+    """Train and compare the adapters for ``context.preset`` and return the comparison rows."""
+    if context.preset == "paper":
+        return _reproduce_paper(context)
+    plan = _PLANS[context.preset]
+    data_root = write_embedded_dataset(
+        context.run_dir.path / "data", size=plan.image_size, limit=plan.samples
+    )
+    cache_dir = Path(context.cache_dir or context.run_dir.path) / "sur-adapter-teacher-cache"
+    runs = []
+    for seed in context.seeds:
+        config = preset_config(
+            "tiny",
+            data_root=str(data_root),
+            output_dir=str(context.run_dir.path / f"seed{seed}"),
+            feature_cache_dir=str(cache_dir),
+            max_train_steps=plan.steps,
+            checkpointing_steps=plan.steps,
+            validation_steps=0,
+            seed=seed,
+            device=context.device,
+        )
+        runs.append(compare_adapters(config, evaluation_repeats=plan.evaluation_repeats))
+    return _result(
+        context, runs, task="simple-to-complex prompt alignment (scikit-image photographs, tiny SD)"
+    )
+
+
+def compare_adapters(config: TrainConfig, *, evaluation_repeats: int = 2, grid: bool = True) -> dict:
+    """Train the default and the official-behaviour adapter from ``config`` and evaluate both and no adapter.
+
+    Returns:
+        ``{"rows": {name: metrics after training}, "before": {name: metrics at initialisation},
+        "seconds": {name: training seconds}, "grid": path or None}``, where the metrics are those of
+        :meth:`SURTrainer.evaluate`.
+    """
+    rows, before, seconds = {}, {}, {}
+    output_dir = Path(config.output_dir)
+    trainers = {}
+    for name, changes in (("sur-adapter", {}), ("sur-adapter (official code)", LEGACY_CHANGES)):
+        folder = "default" if not changes else "official"
+        trainer = SURTrainer(config.replace(output_dir=str(output_dir / folder), **changes))
+        if not rows:
+            rows["no adapter"] = trainer.evaluate(use_adapter=False, repeats=evaluation_repeats)
+            before["no adapter"] = rows["no adapter"]
+        before[name] = trainer.evaluate(repeats=evaluation_repeats)
+        start = time.perf_counter()
+        trainer.train()
+        seconds[name] = time.perf_counter() - start
+        rows[name] = trainer.evaluate(repeats=evaluation_repeats)
+        trainers[name] = trainer
+        logger.info("%s: before %s, after %s", name, before[name], rows[name])
+    grid_path = _comparison_grid(trainers, output_dir / "samples.png") if grid else None
+    return {"rows": rows, "before": before, "seconds": seconds, "grid": grid_path}
+
+
+@torch.no_grad()
+def _comparison_grid(trainers: dict[str, SURTrainer], path: Path) -> Path:
+    """Save one row per validation prompt: no adapter, then each trained adapter (same noise)."""
+    from .pipeline import SURStableDiffusionPipeline
+    from .visualize import image_grid
+
+    columns = []
+    names = [None, *trainers]
+    first = next(iter(trainers.values()))
+    prompts = first.dataset.simple_prompts[:4]
+    resolution = first.config.resolution or first.components.resolution
+    for name in names:
+        trainer = trainers[name] if name is not None else first
+        adapter = trainer.accelerator.unwrap_model(trainer.adapter).eval() if name is not None else None
+        pipe = SURStableDiffusionPipeline(
+            vae=trainer.components.vae,
+            text_encoder=trainer.components.text_encoder,
+            tokenizer=trainer.components.tokenizer,
+            unet=trainer.components.unet,
+            scheduler=trainer.components.inference_scheduler(),
+            adapter=adapter,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        output = pipe(
+            prompts,
+            num_inference_steps=first.config.validation_inference_steps,
+            guidance_scale=first.config.guidance_scale,
+            height=resolution,
+            width=resolution,
+            generator=torch.Generator().manual_seed(first.config.seed),
+        )
+        columns.append(output.images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid([list(row) for row in zip(*columns, strict=True)]).save(path)
+    return path
+
+
+def _reproduce_paper(context: ReproductionContext) -> ReproductionResult:
+    surd = context.require_data("SURD/metadata.jsonl", _SURD_HELP).parent
+    vectors_path = Path(context.data_root) / "39.pt"
+    overrides = {
+        "data_root": str(surd),
+        "output_dir": str(context.run_dir.path / f"seed{context.seeds[0]}"),
+        "seed": context.seeds[0],
+        "device": context.device,
+        "mixed_precision": "fp16" if context.device == "cuda" else "no",
+    }
+    if vectors_path.is_file():
+        overrides["teacher_vectors"] = str(vectors_path)
+        load_prompt_vectors(vectors_path)
+    config = preset_config("paper", **overrides)
+    run = compare_adapters(config, evaluation_repeats=1)
+    return _result(context, [run], task="simple-to-complex prompt alignment (SURD, Stable Diffusion 1.5)")
+
+
+def _result(context: ReproductionContext, runs: list[dict], *, task: str) -> ReproductionResult:
+    names = list(runs[0]["rows"])
+    rows = []
+    table = []
+    for name in names:
+        metrics = {key: _mean([run["rows"][name][key] for run in runs]) for key in _METRICS}
+        initial = {key: _mean([run["before"][name][key] for run in runs]) for key in _METRICS}
+        seconds = _mean([run["seconds"][name] for run in runs]) if name in runs[0]["seconds"] else None
+        role = "baseline" if name == "no adapter" else ("method" if name == "sur-adapter" else "reference")
+        rows.append(ResultRow(model=name, role=role, metrics=metrics, seconds=seconds))
+        table.append({"model": name, **{f"{key} (init)": initial[key] for key in _METRICS}, **metrics})
+    figures = [run["grid"] for run in runs if run["grid"] is not None]
+    columns = ["model"] + [column for key in _METRICS for column in (f"{key} (init)", key)]
+    report = "\n".join(
+        [
+            f"Mean over seeds {list(context.seeds)}; losses are unweighted terms on the training images with "
+            "fixed noise, 'init' is before training. simple_complex_distance is the mean per-token L2 distance "
+            "between the conditioning of the simple prompt and the text-encoder embedding of the complex prompt.",
+            "",
+            markdown_table(table, columns),
+            "",
+            *(
+                f"![samples seed {seed}]({Path(path).relative_to(context.run_dir.path)})"
+                for seed, path in zip(context.seeds, figures, strict=False)
+            ),
+            "",
+            "Columns of the sample grid: no adapter, sur-adapter, sur-adapter (official code).",
+        ]
+    )
+    return ReproductionResult(
+        package="sur-adapter",
+        task=task,
+        primary_metric="simple_complex_distance",
+        higher_is_better=False,
+        rows=rows,
+        figures=[Path(path) for path in figures],
+        report_markdown=report,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
