@@ -18,11 +18,11 @@ import sys
 from collections.abc import Sequence
 
 import torch
-from qcore.report import markdown_table
-from qcore.rundir import RunDir
 
 import asr  # noqa: F401  (registers "asr" and "asr_se")
 from asr.benchmark import benchmark_folding
+from qcore.report import markdown_table
+from qcore.rundir import RunDir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown_table(rows, columns))
     print(json.dumps(hardware))
     if args.output:
-        RunDir(args.output).write_json("bench_asr.json", {"rows": rows, "hardware": hardware, "args": vars(args)})
+        RunDir(args.output).write_json(
+            "bench_asr.json", {"rows": rows, "hardware": hardware, "args": vars(args)}
+        )
     return 0
 
 

@@ -120,7 +120,7 @@ def test_registered_names():
     assert ATTENTION.get("asr_se") is ASRWithAttention
 
 
-def test_batchnorm_form_fold_gives_scaled_affine_and_shared_statistics():
+def test_batchnorm_form_fold_scales_affine():
     torch.manual_seed(0)
     module = ASRBatchNorm2d(16)
     _perturb(module)
@@ -170,7 +170,8 @@ def test_batchnorm_form_has_no_fused_parameters_before_fold():
 def test_batchnorm_form_delete_removes_training_parts():
     module = ASRBatchNorm2d(16)
     module.fold(delete=True)
-    assert module.bn is None and module.asr is None
+    assert module.bn is None
+    assert module.asr is None
     assert sum(p.numel() for p in module.parameters()) == 32
     with pytest.raises(RuntimeError, match="delete=True"):
         module.unfold()

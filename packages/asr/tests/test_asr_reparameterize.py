@@ -79,7 +79,7 @@ def test_named_model_folds_to_backbone(family, form, backbone_builder, asr_batch
     _check_fold_equals_backbone(family, form, backbone_builder, asr_batchnorm_builder, randomize)
 
 
-def test_resnet164_folds_to_plain_parameter_count():
+def test_resnet164_batchnorm_form_fold_count():
     model = create_cifar_resnet(
         "cifar_resnet164",
         num_classes=100,
@@ -92,7 +92,7 @@ def test_resnet164_folds_to_plain_parameter_count():
     assert count_parameters(model) == 1_727_284
 
 
-def test_resnet164_with_attention_slot_folds_to_plain_parameter_count():
+def test_resnet164_attention_slot_fold_count():
     model = create_cifar_resnet("cifar_resnet164", num_classes=10, attn_layer=ASR)
     reparameterize(model)
     assert count_parameters(model) == 1_704_154

@@ -20,7 +20,7 @@ def test_variances_match_hand_computed_values():
     assert record.across_channel_variance == pytest.approx((0.32 / 3 + 0.08 / 3) / 2)
 
 
-def test_gate_estimate_from_output_is_exact_for_channel_scaling():
+def test_gate_estimate_exact_for_scaling():
     x = torch.randn(3, 4, 5, 5)
     gate = torch.rand(3, 4, 1, 1)
     torch.testing.assert_close(_gate_from_output(x, x * gate), gate.reshape(3, 4))

@@ -130,3 +130,32 @@ def test_registered_under_own_names():
 def test_recognition_net_logit_shape():
     network = DWSRRecognitionNet(num_feat=4, num_block=1, upscale=3)
     assert network(torch.rand(2, 3, 5, 4)).shape == (2, 1, 15, 12)
+
+
+def test_skipped_parts_are_none():
+    network = _tiny(2)
+    x = torch.rand(1, 3, 4, 4)
+    only_mask = network.forward_ways(x, run_ways=False)
+    assert only_mask.output is None
+    assert only_mask.easy is None
+    assert only_mask.mask.shape == (1, 1, 8, 8)
+    only_ways = network.forward_ways(x, torch.zeros(1, 1, 8, 8), run_recognition=False)
+    assert only_ways.mask is None
+    assert torch.equal(only_ways.output, only_ways.easy)
+    with pytest.raises(ValueError, match="pass a mask"):
+        network.forward_ways(x, run_recognition=False)
+
+
+def test_forward_return_all_matches_forward_ways():
+    torch.manual_seed(0)
+    network = _tiny(2).eval()
+    x = torch.rand(1, 3, 4, 4)
+    with torch.no_grad():
+        everything = network(x, return_all=True)
+        assert torch.equal(everything.output, network(x))
+
+
+def test_wrong_mask_size_raises():
+    network = _tiny(2)
+    with pytest.raises(ValueError, match="output resolution"):
+        network.forward_ways(torch.rand(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))

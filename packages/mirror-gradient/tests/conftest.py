@@ -45,7 +45,11 @@ def build_model(synthetic_data, tmp_path_factory):
             overrides={**TINY_OVERRIDES, **overrides},
         )
         # Loaders depend only on the input type and negative sampling, so tests share them.
-        key = (str(config["MODEL_INPUT_TYPE"]), str(config["train_neg_sample_args"]), config["train_batch_size"])
+        key = (
+            str(config["MODEL_INPUT_TYPE"]),
+            str(config["train_neg_sample_args"]),
+            config["train_batch_size"],
+        )
         if key not in loaders:
             init_seed(0, True)
             loaders[key] = data_preparation(config, create_dataset(config))

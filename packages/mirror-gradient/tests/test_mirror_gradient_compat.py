@@ -23,7 +23,12 @@ def test_all_fixes_applied_on_import():
 def test_numpy_aliases_let_config_build(synthetic_data):
     from mirror_gradient.pipeline import build_config
 
-    for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_), ("bool8", np.bool_)):
+    for alias, target in (
+        ("float_", np.float64),
+        ("complex_", np.complex128),
+        ("unicode_", np.str_),
+        ("bool8", np.bool_),
+    ):
         assert getattr(np, alias) is target
     config = build_config("VBPR", synthetic_data, mg=True, seed=0)
     assert np.float is np.float64
@@ -72,4 +77,4 @@ def test_quick_start_imports_without_ray():
     assert "ray" not in sys.modules
     assert importlib.util.find_spec("ray") is None
     with pytest.raises(ImportError, match="ray"):
-        quick_start.quick_start.tune.run
+        _ = quick_start.quick_start.tune.run

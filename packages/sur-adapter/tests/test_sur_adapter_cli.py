@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import yaml
+
 from qcore.reproduce import ReproductionContext
 from qcore.rundir import RunDir
-
 from sur_adapter.cli import main
 from sur_adapter.config import TrainConfig
 from sur_adapter.reproduce import reproduce
@@ -19,9 +19,25 @@ def test_train_then_generate(tmp_path, data_root, capsys):
     output = tmp_path / "run"
     status = main(
         [
-            "train", "--preset", "tiny", "--config", str(config_file), "--data-root", str(data_root),
-            "--output-dir", str(output), "--max-steps", "1", "--validation-steps", "1",
-            "--validation-inference-steps", "2", "--learning-rate", "1e-3",
+            "train",
+            "--preset",
+            "tiny",
+            "--config",
+            str(config_file),
+            "--data-root",
+            str(data_root),
+            "--output-dir",
+            str(output),
+            "--max-steps",
+            "1",
+            "--validation-steps",
+            "1",
+            "--validation-inference-steps",
+            "2",
+            "--resolution",
+            "16",
+            "--learning-rate",
+            "1e-3",
         ]
     )
     assert status == 0
@@ -33,13 +49,40 @@ def test_train_then_generate(tmp_path, data_root, capsys):
     capsys.readouterr()
 
     image = tmp_path / "samples.png"
-    status = main(["generate", "--adapter", str(output / "adapter"), "--prompt", "a cat", "--steps", "2", "--compare", "--output", str(image)])
+    status = main(
+        [
+            "generate",
+            "--adapter",
+            str(output / "adapter"),
+            "--prompt",
+            "a cat",
+            "--steps",
+            "2",
+            "--height",
+            "16",
+            "--width",
+            "16",
+            "--compare",
+            "--output",
+            str(image),
+        ]
+    )
     assert status == 0
     assert image.is_file()
 
 
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
-    status = main(["train", "--data-root", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run"), "--max-steps", "1"])
+    status = main(
+        [
+            "train",
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--max-steps",
+            "1",
+        ]
+    )
     assert status == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("sur-adapter train: error: Data folder not found")
@@ -51,7 +94,15 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
 def test_cache_features_exports_official_format(tmp_path, data_root, capsys):
     export = tmp_path / "39.pt"
     status = main(
-        ["cache-features", "--data-root", str(data_root), "--cache-dir", str(tmp_path / "cache"), "--export", str(export)]
+        [
+            "cache-features",
+            "--data-root",
+            str(data_root),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--export",
+            str(export),
+        ]
     )
     assert status == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -60,7 +111,9 @@ def test_cache_features_exports_official_format(tmp_path, data_root, capsys):
 
 
 def test_reproduce_smoke(tmp_path):
-    context = ReproductionContext(preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu")
+    context = ReproductionContext(
+        preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu"
+    )
     result = reproduce(context)
     assert [row.model for row in result.rows] == ["no adapter", "sur-adapter", "sur-adapter (official code)"]
     for row in result.rows:

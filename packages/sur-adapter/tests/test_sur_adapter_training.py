@@ -154,12 +154,12 @@ def test_pipeline_generates_image(components, trained_adapter):
     output = pipe(
         "a cat",
         num_inference_steps=2,
-        height=32,
-        width=32,
+        height=16,
+        width=16,
         generator=torch.Generator().manual_seed(0),
         output_type="np",
     )
-    assert output.images.shape == (1, 32, 32, 3)
+    assert output.images.shape == (1, 16, 16, 3)
     assert np.isfinite(output.images).all()
 
 

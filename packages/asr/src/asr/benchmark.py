@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from typing import Any
 
 import torch
@@ -67,22 +68,35 @@ def benchmark_folding(
         images = torch.randn(
             batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)
         )
+        networks = {}
         rows = []
         for name, (attention, folded) in variants.items():
             seed_everything(0)
             network = create_cifar_resnet(model, num_classes=num_classes, attn_layer=attention).eval()
             if folded:
                 reparameterize(network)
-            with torch.no_grad():
-                latency = median_time(lambda net=network: net(images), warmup=warmup, repeats=repeats)
-            row = {
-                "variant": name,
-                "params": count_parameters(network),
-                "flops": count_flops(network, images[:1]),
-                "latency_ms": 1e3 * latency,
-            }
-            logger.info("benchmarked %s: %s", name, row)
-            rows.append(row)
+            networks[name] = network
+            rows.append(
+                {
+                    "variant": name,
+                    "params": count_parameters(network),
+                    "flops": count_flops(network, images[:1]),
+                }
+            )
+
+        # Round-robin timing: every round times each variant once, so a change in machine load during the
+        # run affects all variants alike instead of whichever ran at that moment.
+        timings: dict[str, list[float]] = {name: [] for name in networks}
+        with torch.no_grad():
+            for network in networks.values():
+                for _ in range(warmup):
+                    network(images)
+            for _ in range(repeats):
+                for name, network in networks.items():
+                    timings[name].append(median_time(lambda net=network: net(images), warmup=0, repeats=1))
+        for row in rows:
+            row["latency_ms"] = 1e3 * statistics.median(timings[row["variant"]])
+            logger.info("benchmarked %s: %s", row["variant"], row)
     finally:
         torch.set_num_threads(previous_threads)
 

@@ -1,7 +1,9 @@
 """Run BasicSR's own ``train_pipeline`` and ``test_pipeline`` on an options file, from Python.
 
 BasicSR reads its options path from ``sys.argv`` (``-opt file.yml``); these helpers set the arguments,
-apply the compatibility fixes of :mod:`dwsr._compat`, and restore ``sys.argv`` afterwards. Experiments go
+apply the compatibility fixes of :mod:`dwsr._compat`, and restore ``sys.argv`` afterwards. BasicSR 1.4.2
+sets up its ``basicsr`` logger once per process, so a second run in the same process would write no log
+file; each run here starts from a fresh ``basicsr`` logger and closes its handlers at the end. Experiments go
 to ``<root_path>/experiments/<name>`` (models, training states, logs) and test results to
 ``<root_path>/results/<name>``.
 """
@@ -59,6 +61,24 @@ def _basicsr_argv(arguments: Sequence[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+@contextlib.contextmanager
+def _fresh_basicsr_logger() -> Iterator[None]:
+    from basicsr.utils import logger as basicsr_logger
+
+    def reset() -> None:
+        named = logging.getLogger("basicsr")
+        for handler in list(named.handlers):
+            named.removeHandler(handler)
+            handler.close()
+        basicsr_logger.initialized_logger.pop("basicsr", None)
+
+    reset()
+    try:
+        yield
+    finally:
+        reset()
+
+
 def run_train_pipeline(options_path: Path, root_path: Path, *, auto_resume: bool = False) -> Path:
     """Train with ``basicsr.train.train_pipeline`` from an options file; return the experiment folder.
 
@@ -73,7 +93,7 @@ def run_train_pipeline(options_path: Path, root_path: Path, *, auto_resume: bool
     options_path = Path(options_path).resolve()
     arguments = ["-opt", str(options_path)] + (["--auto_resume"] if auto_resume else [])
     logger.info("BasicSR train_pipeline on %s (root %s)", options_path, root_path)
-    with _basicsr_argv(arguments), cpu_safe_resume():
+    with _basicsr_argv(arguments), cpu_safe_resume(), _fresh_basicsr_logger():
         train_pipeline(str(Path(root_path).resolve()))
     return experiment_folder(root_path, load_options(options_path)["name"])
 
@@ -84,6 +104,6 @@ def run_test_pipeline(options_path: Path, root_path: Path) -> Path:
     from basicsr.test import test_pipeline
 
     options_path = Path(options_path).resolve()
-    with _basicsr_argv(["-opt", str(options_path)]):
+    with _basicsr_argv(["-opt", str(options_path)]), _fresh_basicsr_logger():
         test_pipeline(str(Path(root_path).resolve()))
     return Path(root_path) / "results" / load_options(options_path)["name"]

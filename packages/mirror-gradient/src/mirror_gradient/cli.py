@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,15 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--max-steps must be >= 1, got {settings['max_steps']}")
     if settings["epochs"] < 1:
         raise UsageError(f"--epochs must be >= 1, got {settings['epochs']}")
+    from mirror_gradient.mirror import validate_mirror_settings
+
+    validate_mirror_settings(
+        alpha1=settings["alpha1"],
+        alpha2=settings["alpha2"],
+        beta=settings["beta"],
+        counter=settings["counter"],
+        update=settings["update"],
+    )
     return settings
 
 
@@ -230,6 +240,8 @@ _COMMANDS = {"train": _train, "evaluate": _evaluate, "robustness": _robustness, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for invalid input)."""
     args = _parser().parse_args(argv)
+    # RecBole 1.2.1 fills missing values with a pandas idiom that warns on every dataset load.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
     try:
         settings = _resolve(args)
         from qcore.logging import setup_logging

@@ -3,8 +3,10 @@
 Importing this module applies every fix once; each fix is idempotent and touches only what RecBole needs:
 
 * NumPy 2 removed ``np.float_``, ``np.complex_``, ``np.unicode_`` and ``np.bool8``. RecBole's
-  ``Config.compatibility_settings`` reads the first three to rebuild ``np.float`` and friends, which its
-  metrics still use, so ``Config(...)`` raises AttributeError without them.
+  ``Config.compatibility_settings`` reads the first three to rebuild ``np.float`` and friends, so
+  ``Config(...)`` raises AttributeError without them. RecBole's metrics (``np.float``) and hyper-parameter
+  tuning (``np.str``) read those aliases, so they are restored here too, with the values that
+  ``compatibility_settings`` gives them, and the metrics also work before any ``Config`` exists.
 * SciPy 1.12 made ``dok_matrix`` store its entries in ``_dict`` and dropped ``dok_matrix._update``, which
   the graph models (LightGCN, NGCF, SpectralCF, GCMC, NCL, KGIN, MCCLK) call to fill their adjacency.
 * torch 2.6 changed the default of ``torch.load`` to ``weights_only=True``. RecBole's checkpoints pickle
@@ -51,6 +53,12 @@ _NUMPY_ALIASES = {
     "complex_": "complex128",
     "unicode_": "str_",
     "bool8": "bool_",
+    "float": "float64",
+    "complex": "complex128",
+    "unicode": "str_",
+    "int": "int_",
+    "object": "object_",
+    "str": "str_",
 }
 
 _applied: list[str] = []

@@ -140,10 +140,16 @@ def _run_variant(
             keep_trainer=keep,
         )
 
-    best, _ = select_hyper_parameters(run, grid, metric=PRIMARY_METRIC, selection=plan.selection)
+    # Selection runs keep their trainers, so the selected first-seed model feeds the robustness table.
+    best, tried = select_hyper_parameters(
+        lambda point: run(point, keep=True), grid, metric=PRIMARY_METRIC, selection=plan.selection
+    )
+    first = next(outcome for outcome in tried if outcome.settings == {**plan.overrides, **best})
+    for outcome in tried:
+        if outcome is not first:
+            outcome.trainer = None
+            outcome.test_data = None
     best_point = {key: best[key] for key in grid}
-    # The first seed is retrained with the selected point, keeping its trainer for the robustness table.
-    first = run(best_point, first_seed, keep=True)
     outcomes = [first] + [run(best_point, seed) for seed in plan.seeds[1:]]
     return best_point, outcomes, first
 

@@ -108,7 +108,9 @@ class SEM(nn.Module):
             self.eca_kernel = kernel
             self.eca = nn.Conv1d(1, 1, kernel, padding=kernel // 2, bias=False, device=device, dtype=dtype)
         self.ie = (
-            ChannelAffine(channels, weight_init=IE_WEIGHT_INIT, bias_init=IE_BIAS_INIT, device=device, dtype=dtype)
+            ChannelAffine(
+                channels, weight_init=IE_WEIGHT_INIT, bias_init=IE_BIAS_INIT, device=device, dtype=dtype
+            )
             if use_ie
             else None
         )

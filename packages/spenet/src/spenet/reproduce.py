@@ -21,7 +21,8 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     """Train plain, SE and SPEM CIFAR ResNets with the same seeds and recipe and compare them.
 
     The smoke and default presets use scikit-learn's digits; the paper preset trains ResNet-164 on
-    CIFAR-100 with the official recipe (α = 0.1 for SPEM's penalty) and lists the published numbers.
+    CIFAR-100 with the recipe of the Qrange-group/SPEM README commands (α = 0.1 for SPEM's penalty) and
+    lists the published numbers.
     """
     references = []
     if context.preset == "paper":

@@ -52,12 +52,13 @@ class _Plan:
     steps: int
     samples: int | None
     evaluation_repeats: int
-    image_size: int
+    resolution: int
+    inference_steps: int
 
 
 _PLANS = {
-    "smoke": _Plan(steps=2, samples=4, evaluation_repeats=1, image_size=32),
-    "default": _Plan(steps=60, samples=None, evaluation_repeats=2, image_size=64),
+    "smoke": _Plan(steps=1, samples=2, evaluation_repeats=1, resolution=16, inference_steps=2),
+    "default": _Plan(steps=60, samples=None, evaluation_repeats=2, resolution=32, inference_steps=4),
 }
 
 
@@ -66,9 +67,7 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     if context.preset == "paper":
         return _reproduce_paper(context)
     plan = _PLANS[context.preset]
-    data_root = write_embedded_dataset(
-        context.run_dir.path / "data", size=plan.image_size, limit=plan.samples
-    )
+    data_root = write_embedded_dataset(context.run_dir.path / "data", size=64, limit=plan.samples)
     cache_dir = Path(context.cache_dir or context.run_dir.path) / "sur-adapter-teacher-cache"
     runs = []
     for seed in context.seeds:
@@ -78,6 +77,8 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
             output_dir=str(context.run_dir.path / f"seed{seed}"),
             feature_cache_dir=str(cache_dir),
             max_train_steps=plan.steps,
+            resolution=plan.resolution,
+            validation_inference_steps=plan.inference_steps,
             checkpointing_steps=plan.steps,
             validation_steps=0,
             seed=seed,
@@ -102,7 +103,16 @@ def compare_adapters(config: TrainConfig, *, evaluation_repeats: int = 2, grid: 
     trainers = {}
     for name, changes in (("sur-adapter", {}), ("sur-adapter (official code)", LEGACY_CHANGES)):
         folder = "default" if not changes else "official"
-        trainer = SURTrainer(config.replace(output_dir=str(output_dir / folder), **changes))
+        shared = {}
+        if trainers:
+            # Reuse the frozen components, data and teacher vectors of the first run.
+            first = next(iter(trainers.values()))
+            shared = {
+                "components": first.components,
+                "dataset": first.dataset,
+                "teacher_vectors": first.teacher_vectors,
+            }
+        trainer = SURTrainer(config.replace(output_dir=str(output_dir / folder), **changes), **shared)
         if not rows:
             rows["no adapter"] = trainer.evaluate(use_adapter=False, repeats=evaluation_repeats)
             before["no adapter"] = rows["no adapter"]
@@ -127,6 +137,8 @@ def _comparison_grid(trainers: dict[str, SURTrainer], path: Path) -> Path:
     names = [None, *trainers]
     first = next(iter(trainers.values()))
     prompts = first.dataset.simple_prompts[:4]
+    # NOTE: the grid uses the training resolution, which for the tiny preset is far below Stable
+    # Diffusion's 512 pixels, so it shows the conditioning's effect, not image quality.
     resolution = first.config.resolution or first.components.resolution
     for name in names:
         trainer = trainers[name] if name is not None else first

@@ -30,13 +30,16 @@ WAY_TYPES = ("EDSR", "MSRResNet")
 
 
 class DWSROutput(NamedTuple):
-    """Everything one forward pass of :class:`DWSRNet` computes; images are ``(B, C, s*H, s*W)``."""
+    """What one forward pass of :class:`DWSRNet` computes; images are ``(B, C, s*H, s*W)``.
 
-    output: torch.Tensor
-    easy: torch.Tensor
-    hard: torch.Tensor
-    mask: torch.Tensor
-    mask_logits: torch.Tensor
+    Fields of the parts that the pass skipped are None.
+    """
+
+    output: torch.Tensor | None
+    easy: torch.Tensor | None
+    hard: torch.Tensor | None
+    mask: torch.Tensor | None
+    mask_logits: torch.Tensor | None
 
 
 def fuse_ways(easy: torch.Tensor, hard: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -168,18 +171,34 @@ class DWSRNet(nn.Module):
             mask = F.interpolate(mask, scale_factor=self.upscale, mode="nearest")
         return mask, logits
 
-    def forward_ways(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> DWSROutput:
-        """Run both ways and the recognition network on ``x`` ``(B, C, H, W)``.
+    def forward_ways(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        run_ways: bool = True,
+        run_recognition: bool = True,
+    ) -> DWSROutput:
+        """Run the ways and the recognition network on ``x`` ``(B, C, H, W)``.
 
         Args:
             x: Low-resolution images in [0, 1].
             mask: Optional mask ``(B, 1, s*H, s*W)`` used for the fusion in place of the predicted one,
-                for example the PSNR-prior labels during training. The predicted mask is still returned.
+                for example the PSNR-prior labels during training.
+            run_ways: Compute the two ways and the fused output; when False those fields are None.
+            run_recognition: Compute the predicted mask and logits; when False those fields are None and
+                ``mask`` must be given if ``run_ways`` is True.
         """
+        predicted_mask = logits = None
+        if run_recognition:
+            predicted_mask, logits = self.predict_mask(x)
+        if not run_ways:
+            return DWSROutput(None, None, None, predicted_mask, logits)
+        fusion_mask = predicted_mask if mask is None else mask
+        if fusion_mask is None:
+            raise ValueError("pass a mask to fuse the ways when run_recognition is False")
         easy = self.easy_way(x)
         hard = self.hard_way(x)
-        predicted_mask, logits = self.predict_mask(x)
-        fusion_mask = predicted_mask if mask is None else mask
         if fusion_mask.shape[-2:] != easy.shape[-2:]:
             raise ValueError(
                 f"mask has spatial size {tuple(fusion_mask.shape[-2:])} but the ways output "
@@ -187,6 +206,19 @@ class DWSRNet(nn.Module):
             )
         return DWSROutput(fuse_ways(easy, hard, fusion_mask), easy, hard, predicted_mask, logits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Super-resolve ``x`` ``(B, C, H, W)`` to ``(B, C, s*H, s*W)``."""
-        return self.forward_ways(x).output
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        return_all: bool = False,
+        run_ways: bool = True,
+        run_recognition: bool = True,
+    ) -> torch.Tensor | DWSROutput:
+        """Super-resolve ``x`` ``(B, C, H, W)`` to ``(B, C, s*H, s*W)``.
+
+        With ``return_all`` the result is the :class:`DWSROutput` of :meth:`forward_ways`; training goes
+        through this method so that DataParallel and DistributedDataParallel wrappers see the call.
+        """
+        outputs = self.forward_ways(x, mask, run_ways=run_ways, run_recognition=run_recognition)
+        return outputs if return_all else outputs.output

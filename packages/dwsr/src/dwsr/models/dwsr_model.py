@@ -144,19 +144,29 @@ class DWSRModel(SRModel):
 
         scale = int(self.opt["scale"])
         label_mask = compute_label_mask(self.lq, self.gt, scale, self.difficulty)
-        fusion_mask = label_mask if stage.fusion_mask == "label" else None
-        outputs = self.get_bare_model(self.net_g).forward_ways(self.lq, mask=fusion_mask)
-        self.output = outputs.output
+        needs_ways = any(name in stage.losses for name in ("pixel", "easy", "hard"))
+        needs_mask = "recognition" in stage.losses or (needs_ways and stage.fusion_mask == "predicted")
 
+        # Only the parts this stage's losses use run forward, so the first stage skips both ways.
+        # NOTE: under DistributedDataParallel such stages need `find_unused_parameters: true` in the options.
+        outputs = self.net_g(
+            self.lq,
+            label_mask if stage.fusion_mask == "label" else None,
+            return_all=True,
+            run_ways=needs_ways,
+            run_recognition=needs_mask,
+        )
+        mask, logits = outputs.mask, outputs.mask_logits
         loss_dict = OrderedDict()
-        if "pixel" in stage.losses:
-            loss_dict["l_pix"] = self.criteria["pixel"](outputs.output, self.gt)
-        if "easy" in stage.losses:
-            loss_dict["l_easy"] = _masked_loss(self.criteria["easy"], outputs.easy, self.gt, 1.0 - label_mask)
-        if "hard" in stage.losses:
-            loss_dict["l_hard"] = _masked_loss(self.criteria["hard"], outputs.hard, self.gt, label_mask)
+        if needs_ways:
+            self.output = outputs.output
+            if "pixel" in stage.losses:
+                loss_dict["l_pix"] = self.criteria["pixel"](outputs.output, self.gt)
+            if "easy" in stage.losses:
+                loss_dict["l_easy"] = _masked_loss(self.criteria["easy"], outputs.easy, self.gt, 1.0 - label_mask)
+            if "hard" in stage.losses:
+                loss_dict["l_hard"] = _masked_loss(self.criteria["hard"], outputs.hard, self.gt, label_mask)
         if "recognition" in stage.losses:
-            logits = outputs.mask_logits
             target = label_mask
             if logits.shape[-2:] != target.shape[-2:]:
                 target = F.adaptive_avg_pool2d(target, logits.shape[-2:])
@@ -167,8 +177,9 @@ class DWSRModel(SRModel):
 
         with torch.no_grad():
             loss_dict["hard_fraction"] = label_mask.mean()
-            predicted_hard = (outputs.mask > 0.5).to(label_mask.dtype)
-            loss_dict["mask_accuracy"] = (predicted_hard == label_mask).to(label_mask.dtype).mean()
+            if mask is not None:
+                predicted_hard = (mask > 0.5).to(label_mask.dtype)
+                loss_dict["mask_accuracy"] = (predicted_hard == label_mask).to(label_mask.dtype).mean()
         self.log_dict = self.reduce_loss_dict(loss_dict)
 
         if self.ema_decay > 0:

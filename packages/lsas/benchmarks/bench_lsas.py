@@ -1,0 +1,63 @@
+"""Cost of LSAS on a CIFAR ResNet against the plain network and SE, as ratios measured in one process.
+
+Rows: plain ResNet, SE in every stage (the official baseline), SE + LSAS in the third stage only (the
+official placement) and SE + LSAS in every stage. Columns: parameters, FLOPs per image (torch's flop
+counter: convolutions and matrix products), median forward and training-step latency per batch, and each
+metric's ratio to plain and to SE.
+
+    uv run python packages/lsas/benchmarks/bench_lsas.py --model cifar_resnet164 --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import lsas
+from lsas.models import OFFICIAL_CIFAR_STAGES
+from qcore.report import markdown_table
+from qcore.vision.benchmark import benchmark_attention_variants
+from qcore.vision.reproduction import Variant
+from qcore.vision.resnet import CIFAR_RESNETS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cifar_resnet164", choices=CIFAR_RESNETS.names(), help="backbone")
+    parser.add_argument("--num-classes", type=int, default=100, help="classifier outputs")
+    parser.add_argument("--input-size", type=int, default=32, help="input side in pixels")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch of the latency measurements")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to measure on")
+    parser.add_argument("--order", type=int, default=1, help="LSAS sub-attention order")
+    parser.add_argument("--output", default=None, help="JSON file for the rows")
+    args = parser.parse_args(argv)
+
+    if args.order not in lsas.LSAS_VARIANTS.values():
+        parser.error(f"--order must be one of {sorted(lsas.LSAS_VARIANTS.values())}, got {args.order}")
+    name = next(key for key, order in lsas.LSAS_VARIANTS.items() if order == args.order)
+    rows = benchmark_attention_variants(
+        {
+            "lsas_stage3": Variant(attn_layer=name, attn_stages=OFFICIAL_CIFAR_STAGES),
+            "lsas_all_stages": name,
+        },
+        model=args.model,
+        num_classes=args.num_classes,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        repeats=args.repeats,
+    )
+    columns = ["variant", "params", "flops", "forward_ms", "train_step_ms"]
+    columns += [f"{metric}_vs_{base}" for base in ("plain", "se") for metric in ("params", "flops", "forward_ms", "train_step_ms")]
+    print(f"{args.model}, batch {args.batch_size}, {args.input_size}x{args.input_size}, {args.device}, order {args.order}")
+    print(markdown_table(rows, columns, floatfmt=".4g"))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
