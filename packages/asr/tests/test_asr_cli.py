@@ -2,8 +2,6 @@
 
 import json
 
-import torch
-
 from asr.cli import main
 from qcore.checkpoint import load_checkpoint
 from qcore.vision.resnet import create_cifar_resnet
@@ -65,4 +63,3 @@ def test_unknown_attention_is_rejected(tmp_path, capsys):
     code = main(["train", "--attention", "asr_x", "--max-steps", "1", "--output", str(tmp_path)])
     assert code == 2
     assert "asr_se" in capsys.readouterr().err
-    assert torch.get_num_threads() >= 1

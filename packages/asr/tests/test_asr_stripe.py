@@ -103,3 +103,13 @@ def test_bad_interval_is_rejected():
     model = create_cifar_resnet("cifar_resnet_test", attn_layer="se")
     with pytest.raises(ValueError, match="every must be a positive"):
         StripeObserver(model, torch.randn(2, 3, 16, 16), every=0)
+
+
+def test_observer_skips_inner_module_of_asr():
+    model = create_cifar_resnet("cifar_resnet_test", attn_layer="asr_se")
+    observer = StripeObserver(model, torch.randn(2, 3, 16, 16))
+    assert sorted(observer.modules) == [
+        "layer1.0.attn.attention",
+        "layer2.0.attn.attention",
+        "layer3.0.attn.attention",
+    ]

@@ -52,7 +52,9 @@ def test_reads_published_fields(tmp_path):
 )
 def test_reader_errors_name_line(tmp_path, record, message):
     (tmp_path / "img").mkdir()
-    path = _write(tmp_path / "en.jsonl", [{"type": "T2T", "question": "q", "image": None, "text": "ok"}, record])
+    path = _write(
+        tmp_path / "en.jsonl", [{"type": "T2T", "question": "q", "image": None, "text": "ok"}, record]
+    )
     with pytest.raises(OogiriDataError, match=message) as raised:
         read_oogiri_jsonl(path, language="en", image_root=tmp_path / "img")
     assert "en.jsonl:2" in str(raised.value)
@@ -76,6 +78,8 @@ def test_reader_missing_files(tmp_path):
         read_oogiri_jsonl(tmp_path / "none.jsonl", language="en")
     with pytest.raises(OogiriDataError, match="CLoT-Oogiri-GO"):
         read_oogiri_dataset(tmp_path)
+    with pytest.raises(OogiriDataError, match="data folder not found"):
+        read_oogiri_dataset(tmp_path / "absent")
     with pytest.raises(OogiriDataError, match="unknown language"):
         read_oogiri_jsonl(tmp_path / "none.jsonl", language="de")
 

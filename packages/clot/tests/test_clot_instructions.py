@@ -23,7 +23,9 @@ from clot.templates import option_letter
 
 
 def _sample(text, *, key="q1", star=1, language="en", game_type="T2T"):
-    return OogiriSample(game_type=game_type, language=language, question=key, image=None, image_id=None, text=text, star=star)
+    return OogiriSample(
+        game_type=game_type, language=language, question=key, image=None, image_id=None, text=text, star=star
+    )
 
 
 def test_condition_empty_fraction_near_half():
@@ -126,7 +128,11 @@ def test_choice_distractor_kinds_in_paper_order(samples):
     )
     sample = samples[0]
     others = [o.text for o in groups[sample.input_key] if o is not sample]
-    expected = {"2T1": ["caption"], "3T1": ["caption", "unrelated"], "4T1": ["caption", "unrelated", "rewrite"]}
+    expected = {
+        "2T1": ["caption"],
+        "3T1": ["caption", "unrelated"],
+        "4T1": ["caption", "unrelated", "rewrite"],
+    }
     for mtn, kinds in expected.items():
         question = build_choice_question(sample, mtn, sources, random.Random(0), other_correct=others)
         assert sorted(k for k in question.kinds if k != "gtr") == sorted(kinds)

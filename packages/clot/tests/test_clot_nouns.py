@@ -6,7 +6,9 @@ from clot.nouns import build_noun_set, extract_nouns_heuristic, make_noun_extrac
 
 
 def test_english_lemminflect_nouns():
-    nouns = make_noun_extractor("en", "lemminflect")("My cat opened a bakery because the mice kept asking for bread.")
+    nouns = make_noun_extractor("en", "lemminflect")(
+        "My cat opened a bakery because the mice kept asking for bread."
+    )
     assert {"cat", "bakery", "mice", "bread"} <= set(nouns)
     assert "opened" not in nouns and "because" not in nouns
 

@@ -10,7 +10,9 @@ CANDIDATES = ["cand one", "cand two", "cand three", "cand four", "cand five"]
 
 
 def _reference(key="q", text=HUMAN, star=10):
-    return OogiriSample(game_type="T2T", language="en", question=key, image=None, image_id=None, text=text, star=star)
+    return OogiriSample(
+        game_type="T2T", language="en", question=key, image=None, image_id=None, text=text, star=star
+    )
 
 
 def _config(**changes):
@@ -18,7 +20,14 @@ def _config(**changes):
 
 
 def test_human_answer_wins_drops_sample(scripted_model_class):
-    preferences = {"cand one": 1.0, "cand two": 5.0, "cand three": 4.0, "cand four": 0.0, "cand five": 2.0, HUMAN: 9.0}
+    preferences = {
+        "cand one": 1.0,
+        "cand two": 5.0,
+        "cand three": 4.0,
+        "cand four": 0.0,
+        "cand five": 2.0,
+        HUMAN: 9.0,
+    }
     model = scripted_model_class(CANDIDATES, preferences)
     outcome = refine_input(model, _reference(), ["cat", "dog"], _config())
     assert not outcome.kept
@@ -29,7 +38,14 @@ def test_human_answer_wins_drops_sample(scripted_model_class):
 
 
 def test_candidate_wins_keeps_sample(scripted_model_class):
-    preferences = {"cand one": 1.0, "cand two": 5.0, "cand three": 8.0, "cand four": 0.0, "cand five": 2.0, HUMAN: 6.0}
+    preferences = {
+        "cand one": 1.0,
+        "cand two": 5.0,
+        "cand three": 8.0,
+        "cand four": 0.0,
+        "cand five": 2.0,
+        HUMAN: 6.0,
+    }
     model = scripted_model_class(CANDIDATES, preferences)
     outcome = refine_input(model, _reference(), ["cat", "dog"], _config())
     assert outcome.kept
@@ -43,7 +59,14 @@ def test_candidate_wins_keeps_sample(scripted_model_class):
 
 def test_only_top_two_reach_selection(scripted_model_class):
     # "cand four" would beat the human answer but ranks last, so it never reaches the selection.
-    preferences = {"cand one": 3.0, "cand two": 2.0, "cand three": 1.0, "cand four": 0.5, "cand five": 0.1, HUMAN: 2.5}
+    preferences = {
+        "cand one": 3.0,
+        "cand two": 2.0,
+        "cand three": 1.0,
+        "cand four": 0.5,
+        "cand five": 0.1,
+        HUMAN: 2.5,
+    }
     ranking_only = dict(preferences)
     model = scripted_model_class(CANDIDATES, ranking_only)
     outcome = refine_input(model, _reference(), [], _config())
@@ -54,7 +77,9 @@ def test_only_top_two_reach_selection(scripted_model_class):
 def test_keep_condition_option(scripted_model_class):
     preferences = {text: float(i) for i, text in enumerate(CANDIDATES)}
     model = scripted_model_class(CANDIDATES, preferences)
-    outcome = refine_input(model, _reference(), ["volcano"], _config(keep_condition=True, condition_empty_prob=0.0))
+    outcome = refine_input(
+        model, _reference(), ["volcano"], _config(keep_condition=True, condition_empty_prob=0.0)
+    )
     assert outcome.kept
     assert outcome.instruction.task == "generation_condition"
     assert outcome.instruction.condition == "volcano"
@@ -87,7 +112,7 @@ def test_self_refine_counts_and_resume(scripted_model_class, tmp_path):
 
     # Simulate an interrupted run: keep two finished inputs and a torn last line.
     lines = (tmp_path / "refine_progress.jsonl").read_text(encoding="utf-8").splitlines()
-    (tmp_path / "refine_progress.jsonl").write_text("\n".join(lines[:2]) + "\n{\"key\": ", encoding="utf-8")
+    (tmp_path / "refine_progress.jsonl").write_text("\n".join(lines[:2]) + '\n{"key": ', encoding="utf-8")
     fresh_model = scripted_model_class(CANDIDATES, preferences)
     resumed = self_refine(fresh_model, references, {"en": ["cat"]}, _config(), output_dir=tmp_path)
     assert resumed.resumed == 2
@@ -98,7 +123,11 @@ def test_self_refine_counts_and_resume(scripted_model_class, tmp_path):
 
 
 def test_references_take_most_liked():
-    samples = [_reference(text="low", star=1), _reference(text="high", star=7), _reference(key="other", text="x")]
+    samples = [
+        _reference(text="low", star=1),
+        _reference(text="high", star=7),
+        _reference(key="other", text="x"),
+    ]
     chosen = {s.question: s.text for s in choose_references(samples)}
     assert chosen == {"q": "high", "other": "x"}
 

@@ -61,8 +61,12 @@ def test_parts_appear_in_prompt():
 
 
 def test_selection_quantifier_follows_count():
-    one = render_prompt("selection", "en", 0, PromptParts(game_type="I2T", options=tuple("abcde"), num_correct=1))
-    two = render_prompt("selection", "en", 0, PromptParts(game_type="I2T", options=tuple("abcde"), num_correct=2))
+    one = render_prompt(
+        "selection", "en", 0, PromptParts(game_type="I2T", options=tuple("abcde"), num_correct=1)
+    )
+    two = render_prompt(
+        "selection", "en", 0, PromptParts(game_type="I2T", options=tuple("abcde"), num_correct=2)
+    )
     assert "the most humorous" in one
     assert "the 2 most humorous" in two
     assert "5 options" in two

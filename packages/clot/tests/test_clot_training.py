@@ -2,7 +2,6 @@ import copy
 
 import pytest
 import torch
-from qcore.testing import assert_all_parameters_get_gradients, assert_only_changed, snapshot_parameters
 
 from clot.backbone import build_tiny_backbone, load_backbone
 from clot.instructions import Instruction
@@ -15,6 +14,7 @@ from clot.training import (
     save_adapter,
     train_lora,
 )
+from qcore.testing import assert_all_parameters_get_gradients, assert_only_changed, snapshot_parameters
 
 TEXTS = ["Based on the question, think of a sentence. Let's think outside the box.", "A funny answer 猫 パン"]
 TINY = {"hidden_size": 32, "num_layers": 1, "vocab_size": 300, "max_length": 96}
@@ -22,7 +22,9 @@ LORA = LoraSettings(rank=4, alpha=8.0, dropout=0.0)
 
 
 def _instruction(prompt="Question: why?", target="Because the box said so.", image=None):
-    return Instruction(task="generation", language="en", game_type="T2T", prompt=prompt, target=target, image=image)
+    return Instruction(
+        task="generation", language="en", game_type="T2T", prompt=prompt, target=target, image=image
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_adapter_save_load_identical(text_backbone, tmp_path):
 
 def test_load_adapter_missing_folder(text_backbone, tmp_path):
     backbone = text_backbone
-    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json"):
         load_adapter(backbone, tmp_path)
 
 
@@ -108,7 +110,9 @@ def test_llava_lora_on_language_model_only(llava_backbone, image_path):
     before = snapshot_parameters(backbone.model)
     config = TrainConfig(learning_rate=1e-2, batch_size=2, micro_batch_size=2, max_steps=2)
     train_lora(backbone, [_instruction(image=image_path), _instruction()], config)
-    assert_only_changed(before, backbone.model, lambda name: is_lora_parameter(name) and "language_model" in name)
+    assert_only_changed(
+        before, backbone.model, lambda name: is_lora_parameter(name) and "language_model" in name
+    )
 
 
 def test_text_backbone_rejects_images(text_backbone, image_path):

@@ -34,7 +34,9 @@ def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     )
 
 
-def tiny_options(experiments_root: Path, dataset: dict[str, Path] | None = None, *, total_iter: int = 3) -> dict:
+def tiny_options(
+    experiments_root: Path, dataset: dict[str, Path] | None = None, *, total_iter: int = 3
+) -> dict:
     """Return a complete DWSRModel options dict for a tiny network, three one-iteration stages."""
     options = {
         "name": "tiny",

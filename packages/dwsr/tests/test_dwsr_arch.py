@@ -73,7 +73,7 @@ def test_fusion_mixed_mask_picks_per_pixel():
     assert torch.equal(fused, expected)
 
 
-def test_hard_mask_is_binary_in_eval_and_passes_gradients_in_training():
+def test_hard_mask_binary_with_gradients():
     torch.manual_seed(0)
     network = _tiny(2, mask_mode="hard")
     x = torch.rand(1, 3, 4, 4)

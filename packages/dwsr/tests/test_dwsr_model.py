@@ -35,7 +35,9 @@ def _snapshot(network) -> dict[str, torch.Tensor]:
 
 
 def _changed(before, network) -> set[str]:
-    return {name for name, parameter in network.named_parameters() if not torch.equal(before[name], parameter)}
+    return {
+        name for name, parameter in network.named_parameters() if not torch.equal(before[name], parameter)
+    }
 
 
 def test_stages_update_only_their_parts(tmp_path):
@@ -43,7 +45,11 @@ def test_stages_update_only_their_parts(tmp_path):
     model = build_model(tiny_options(tmp_path))
     batch = _skimage_batch()
     network = model.net_g
-    expected_prefixes = {1: ("recognition.",), 2: ("easy_way.", "hard_way."), 3: ("recognition.", "easy_way.", "hard_way.")}
+    expected_prefixes = {
+        1: ("recognition.",),
+        2: ("easy_way.", "hard_way."),
+        3: ("recognition.", "easy_way.", "hard_way."),
+    }
     for current_iter, prefixes in expected_prefixes.items():
         before = _snapshot(network)
         model.feed_data(batch)
@@ -114,7 +120,9 @@ def test_all_easy_batch_gives_zero_hard_loss(tmp_path):
 
 def test_label_mask_shape_and_values():
     batch = _skimage_batch()
-    mask = compute_label_mask(batch["lq"], batch["gt"], 2, DifficultySettings(patch_size=8, rule="image_mean"))
+    mask = compute_label_mask(
+        batch["lq"], batch["gt"], 2, DifficultySettings(patch_size=8, rule="image_mean")
+    )
     assert mask.shape == (2, 1, 32, 32)
     assert set(mask.unique().tolist()) == {0.0, 1.0}
 
@@ -171,7 +179,14 @@ def test_stage_with_unconfigured_loss_raises(tmp_path):
 
 def test_single_way_network_rejected(tmp_path):
     options = tiny_options(tmp_path)
-    options["network_g"] = {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 4, "num_block": 1, "upscale": 2}
+    options["network_g"] = {
+        "type": "EDSR",
+        "num_in_ch": 3,
+        "num_out_ch": 3,
+        "num_feat": 4,
+        "num_block": 1,
+        "upscale": 2,
+    }
     with pytest.raises(TypeError, match="DWSRNet"):
         build_model(options)
 
@@ -207,7 +222,14 @@ def test_mask_bce_loss_weight_and_pos_weight():
     logits = torch.tensor([[[[0.3, -1.2]]]])
     target = torch.tensor([[[[1.0, 0.0]]]])
     loss = DWSRMaskBCELoss(loss_weight=0.25, pos_weight=2.0)(logits, target)
-    by_hand = 0.25 * (2.0 * -math.log(torch.sigmoid(torch.tensor(0.3)).item()) - math.log(1 - torch.sigmoid(torch.tensor(-1.2)).item())) / 2
+    by_hand = (
+        0.25
+        * (
+            2.0 * -math.log(torch.sigmoid(torch.tensor(0.3)).item())
+            - math.log(1 - torch.sigmoid(torch.tensor(-1.2)).item())
+        )
+        / 2
+    )
     assert loss.item() == pytest.approx(by_hand, rel=1e-6)
 
 

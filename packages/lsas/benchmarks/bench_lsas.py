@@ -51,8 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats,
     )
     columns = ["variant", "params", "flops", "forward_ms", "train_step_ms"]
-    columns += [f"{metric}_vs_{base}" for base in ("plain", "se") for metric in ("params", "flops", "forward_ms", "train_step_ms")]
-    print(f"{args.model}, batch {args.batch_size}, {args.input_size}x{args.input_size}, {args.device}, order {args.order}")
+    columns += [
+        f"{metric}_vs_{base}"
+        for base in ("plain", "se")
+        for metric in ("params", "flops", "forward_ms", "train_step_ms")
+    ]
+    print(
+        f"{args.model}, batch {args.batch_size}, {args.input_size}x{args.input_size}, {args.device}, order {args.order}"
+    )
     print(markdown_table(rows, columns, floatfmt=".4g"))
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2), encoding="utf-8")

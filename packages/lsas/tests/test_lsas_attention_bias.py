@@ -31,7 +31,7 @@ class _PoolLinear(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def test_grad_cam_of_linear_head_is_weighted_channel_sum():
+def test_grad_cam_linear_head_by_hand():
     # For logits = W · GAP(A), dy_c/dA_k = W_ck / (h w) everywhere, so the map is ReLU(Σ_k W_ck A_k) / max.
     weight = torch.tensor([[2.0, -1.0], [0.0, 1.0]])
     model = _PoolLinear(weight)
@@ -69,7 +69,13 @@ def test_grad_cam_on_square_gives_known_bias():
 
 
 def test_grad_cam_upsamples_to_input_size():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 3),
+    )
     maps, _ = grad_cam(model, torch.rand(2, 1, 8, 8), "1")
     assert maps.shape == (2, 8, 8)
     assert torch.all(maps >= 0)
@@ -77,7 +83,13 @@ def test_grad_cam_upsamples_to_input_size():
 
 
 def test_grad_cam_leaves_model_state_alone():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.BatchNorm2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 3),
+    )
     model.train()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     grad_cam(model, torch.rand(2, 1, 5, 5), "1")
@@ -121,8 +133,12 @@ def test_metrics_reject_bad_inputs():
 def test_intensity_masks_ignore_affine_normalisation():
     torch.manual_seed(3)
     raw = torch.rand(2, 1, 6, 6).expand(2, 3, 6, 6)
-    normalised = (raw - torch.tensor([0.4, 0.5, 0.6])[:, None, None]) / torch.tensor([0.2, 0.3, 0.25])[:, None, None]
-    expected = raw[:, 0] > 0.5 * (raw[:, 0].amax(dim=(1, 2), keepdim=True) - raw[:, 0].amin(dim=(1, 2), keepdim=True)) + raw[:, 0].amin(dim=(1, 2), keepdim=True)
+    normalised = (raw - torch.tensor([0.4, 0.5, 0.6])[:, None, None]) / torch.tensor([0.2, 0.3, 0.25])[
+        :, None, None
+    ]
+    expected = raw[:, 0] > 0.5 * (
+        raw[:, 0].amax(dim=(1, 2), keepdim=True) - raw[:, 0].amin(dim=(1, 2), keepdim=True)
+    ) + raw[:, 0].amin(dim=(1, 2), keepdim=True)
     assert torch.equal(intensity_masks(normalised[:, :1]), expected)
     assert intensity_masks(normalised).shape == (2, 6, 6)
 
@@ -154,7 +170,9 @@ def test_report_summary_skips_nan():
 def test_overlay_figure_is_written(tmp_path):
     images = torch.rand(3, 3, 8, 8)
     masks = images[:, 0] > 0.5
-    path = plot_attention_overlays(images, {"a": torch.rand(3, 8, 8), "b": torch.rand(3, 8, 8)}, masks, path=tmp_path / "f" / "x.png")
+    path = plot_attention_overlays(
+        images, {"a": torch.rand(3, 8, 8), "b": torch.rand(3, 8, 8)}, masks, path=tmp_path / "f" / "x.png"
+    )
     assert path.exists()
     assert path.stat().st_size > 0
 

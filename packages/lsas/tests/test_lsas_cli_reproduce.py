@@ -55,7 +55,9 @@ def test_bad_input_gives_one_line_and_exit_two(tmp_path, capsys):
 
 
 def test_smoke_reproduction(tmp_path):
-    context = ReproductionContext(preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu")
+    context = ReproductionContext(
+        preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu"
+    )
     result = reproduce(context)
     rows = {row.model: row for row in result.rows}
     assert {"plain", "se", "lsas"} <= set(rows)
@@ -70,6 +72,8 @@ def test_smoke_reproduction(tmp_path):
 
 
 def test_paper_preset_without_data_names_the_path(tmp_path):
-    context = ReproductionContext(preset="paper", run_dir=RunDir(tmp_path), seeds=(0,), data_root=tmp_path / "data", device="cpu")
+    context = ReproductionContext(
+        preset="paper", run_dir=RunDir(tmp_path), seeds=(0,), data_root=tmp_path / "data", device="cpu"
+    )
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
         reproduce(context)

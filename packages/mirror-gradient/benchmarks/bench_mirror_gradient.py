@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         if args.synthetic:
             data = prepare_mmrec_dataset(write_synthetic_mmrec(work / "mmrec"), "synthetic", work)
+            batch_size = 16
         else:
             data = prepare_mmrec_dataset(build_ml100k_multimodal(), EMBEDDED_DATASET, work)
+            batch_size = None
         results = benchmark_overhead(
             data,
             model=args.model,
             beta=args.beta,
             epochs=args.epochs,
+            train_batch_size=batch_size,
             device=args.device,
             work_dir=work / "bench",
         )

@@ -85,7 +85,9 @@ def test_converter_reads_v4_module_list_layout(mixtral):
     fused_view = read_experts(fused.experts, 32)
     for index in range(4):
         torch.testing.assert_close(view.expert_output(index, tokens), fused_view.expert_output(index, tokens))
-        for v4_weight, v5_weight in zip(view.fused_weights(index), fused_view.fused_weights(index), strict=True):
+        for v4_weight, v5_weight in zip(
+            view.fused_weights(index), fused_view.fused_weights(index), strict=True
+        ):
             assert torch.equal(v4_weight, v5_weight)
 
 
@@ -119,8 +121,11 @@ def test_copy_initialisation(mixtral):
 
 
 def test_init_output_without_and_with_copied_expert(mixtral):
-    """Tokens whose original top-2 excludes the source expert keep their output; tokens where the source
-    was first now tie with its copy (weights 1/2, 1/2), so their output is that expert alone."""
+    """Tokens whose original top-2 excludes the source expert keep their output.
+
+    Where the source expert ranked first, it now ties with its copy at weights 1/2 and 1/2, so the output is
+    that expert alone. Where it ranked second, the copy or the source joins the first expert with the
+    original weights, so the output is unchanged."""
     model = copy.deepcopy(mixtral)
     original = copy.deepcopy(model.model.layers[1].mlp)
     source = 2
@@ -138,7 +143,9 @@ def test_init_output_without_and_with_copied_expert(mixtral):
     excludes = (original_top != source).all(dim=-1)
     first = original_top[:, 0] == source
     second = original_top[:, 1] == source
-    assert excludes.any() and first.any() and second.any()
+    assert excludes.any()
+    assert first.any()
+    assert second.any()
     torch.testing.assert_close(actual[excludes], expected[excludes], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(actual[second], expected[second], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(actual[first], source_alone[first], rtol=1e-6, atol=1e-7)
@@ -160,7 +167,10 @@ def test_very_negative_column_keeps_original(family):
     with torch.no_grad():
         for index in (0, 3):
             torch.testing.assert_close(
-                model.model.layers[index].mlp(hidden), original.model.layers[index].mlp(hidden), rtol=1e-6, atol=1e-6
+                model.model.layers[index].mlp(hidden),
+                original.model.layers[index].mlp(hidden),
+                rtol=1e-6,
+                atol=1e-6,
             )
 
 
@@ -204,7 +214,11 @@ def test_qwen2_moe_shared_expert_rejected():
     holder.model = nn.Module()
     layer = nn.Module()
     layer.mlp = nn.Module()
-    layer.mlp.gate, layer.mlp.experts, layer.mlp.shared_expert = nn.Linear(4, 2), nn.ModuleList(), nn.Linear(4, 4)
+    layer.mlp.gate, layer.mlp.experts, layer.mlp.shared_expert = (
+        nn.Linear(4, 2),
+        nn.ModuleList(),
+        nn.Linear(4, 4),
+    )
     holder.model.layers = nn.ModuleList([layer])
     with pytest.raises(ValueError, match="shared expert"):
         find_moe_layers(holder)

@@ -17,7 +17,9 @@ def test_cli_three_stages_and_chat(tmp_path, capsys):
     common = ["--preset", "tiny", "--data-path", data, "--max-steps", "3"]
     assert main(["probe", "--model", str(align), "--output-dir", str(probe), *common]) == 0
     assert (probe / "usage.json").is_file()
-    assert main(["extend", "--model", str(align), "--probe-dir", str(probe), "--output-dir", str(extend)]) == 0
+    assert (
+        main(["extend", "--model", str(align), "--probe-dir", str(probe), "--output-dir", str(extend)]) == 0
+    )
     assert main(["finetune", "--model", str(extend), "--output-dir", str(finetune), *common]) == 0
 
     model = MoExtendModel.from_pretrained(finetune / "model")
@@ -45,8 +47,20 @@ def test_cli_config_file_and_flag_override(tmp_path):
 
 
 def test_cli_bad_input_exits_with_2(tmp_path, capsys):
-    assert main(["finetune", "--model", str(tmp_path / "missing"), "--data-path", str(tmp_path / "none.json"),
-                 "--output-dir", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(tmp_path / "missing"),
+                "--data-path",
+                str(tmp_path / "none.json"),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
     assert main(["extend", "--model", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
     assert "--probe-dir" in capsys.readouterr().err

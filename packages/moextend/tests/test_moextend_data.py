@@ -21,13 +21,16 @@ def tokenizer():
 
 
 def _record(image="a.png", question="<image>\nDescribe the image.", answer="a red square"):
-    record = {"id": "x", "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+    record = {
+        "id": "x",
+        "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+    }
     if image is not None:
         record["image"] = image
     return record
 
 
-def test_labels_mask_user_and_image_keep_answer_and_eos(tokenizer):
+def test_labels_mask_prompt_and_image(tokenizer):
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     turns = [("<image>\nDescribe the image.", "a red square")]
     input_ids, labels = encode_conversation(tokenizer, turns, image_token_id=image_id, num_image_tokens=4)
@@ -47,7 +50,7 @@ def test_labels_mask_user_and_image_keep_answer_and_eos(tokenizer):
 
 def test_multi_turn_labels_cover_every_answer(tokenizer):
     turns = [("first question", "one"), ("second question", "two")]
-    input_ids, labels = encode_conversation(tokenizer, turns, image_token_id=4, num_image_tokens=4)
+    _, labels = encode_conversation(tokenizer, turns, image_token_id=4, num_image_tokens=4)
     kept = [token for token in labels if token != -100]
     expected = []
     for answer in ("one", "two"):
@@ -66,7 +69,10 @@ def test_prompt_only_stops_after_inst(tokenizer):
 def test_truncation_through_image_span_raises(tokenizer):
     with pytest.raises(ValueError, match="cut an image span"):
         encode_conversation(
-            tokenizer, [("<image>\nDescribe the image.", "a red square")], image_token_id=4, num_image_tokens=20,
+            tokenizer,
+            [("<image>\nDescribe the image.", "a red square")],
+            image_token_id=4,
+            num_image_tokens=20,
             max_length=10,
         )
 
@@ -104,7 +110,7 @@ def test_parse_adds_missing_image_marker(tmp_path):
 
 
 def test_missing_image_error_names_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
         parse_llava_records([_record(image="missing.png")], image_folder=tmp_path)
 
 
@@ -129,7 +135,7 @@ def test_marker_without_image_raises():
         parse_llava_records([_record(image=None)])
 
 
-def test_load_llava_json_reads_file_and_reports_bad_json(tmp_path):
+def test_load_llava_json_file(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     path = tmp_path / "data.json"
     path.write_text(json.dumps([_record()]))

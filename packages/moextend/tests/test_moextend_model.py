@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from qcore.testing import assert_all_parameters_get_gradients, snapshot_parameters
 
 from moextend.data import ChatCollator
 from moextend.extend import ExtensionPlan, extended_blocks
 from moextend.model import MoExtendModel
 from moextend.stages import finetune_trainable_names, load_bundle, make_dataset, run_probe
 from moextend.training import TrainingSettings, train_parameters
+from qcore.testing import assert_all_parameters_get_gradients, snapshot_parameters
 
 from .conftest import color_samples
 
@@ -70,7 +70,11 @@ def test_pretrained_tensors_bit_identical_after_training(tiny_base, tmp_path):
     dataset = make_dataset(bundle, color_samples(8))
     settings = TrainingSettings(learning_rate=1e-2, max_steps=3, batch_size=4, log_steps=0)
     train_parameters(
-        bundle.model, dataset, ChatCollator(bundle.tokenizer.pad_token_id), trainable=trainable, settings=settings
+        bundle.model,
+        dataset,
+        ChatCollator(bundle.tokenizer.pad_token_id),
+        trainable=trainable,
+        settings=settings,
     )
     after = dict(bundle.model.named_parameters())
     changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
@@ -103,14 +107,20 @@ def test_save_and_load_round_trip(tiny_base, tmp_path):
 
 def test_probe_restores_original_routers(tiny_base, tmp_path):
     bundle = _bundle(tiny_base)
-    original = {n: p.detach().clone() for n, p in bundle.model.named_parameters() if n.endswith("mlp.gate.weight")}
+    original = {
+        n: p.detach().clone() for n, p in bundle.model.named_parameters() if n.endswith("mlp.gate.weight")
+    }
     settings = TrainingSettings(learning_rate=1e-2, max_steps=3, batch_size=4, log_steps=0)
     result = run_probe(bundle, color_samples(12), settings, tmp_path / "probe", validation_size=4)
     current = dict(bundle.model.named_parameters())
     for name, tensor in original.items():
         assert torch.equal(current[name], tensor)
-    assert any(not torch.equal(result.probed_routers[i], original[f"language_model.model.layers.{i}.mlp.gate.weight"])
-               for i in result.probed_routers)
+    assert any(
+        not torch.equal(
+            result.probed_routers[i], original[f"language_model.model.layers.{i}.mlp.gate.weight"]
+        )
+        for i in result.probed_routers
+    )
     assert len(result.usage["before"]["top_k"]) == 4
     assert sum(result.usage["before"]["top_k"][0]) > 0
     probed = MoExtendModel.from_pretrained(tmp_path / "probe" / "model")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from qcore.reproduce import ReproductionContext
-from qcore.rundir import RunDir
-
 from moextend.data import ChatCollator
 from moextend.extend import ExtensionPlan
 from moextend.reproduce import reproduce
 from moextend.stages import finetune_trainable_names, load_bundle, make_dataset, run_align
 from moextend.training import TrainingSettings, train_parameters
+from qcore.reproduce import ReproductionContext
+from qcore.rundir import RunDir
 
 from .conftest import color_samples
 
@@ -23,7 +22,10 @@ def test_loss_decreases_over_stage_one_and_three(tiny_base, tmp_path):
     bundle = load_bundle(llm_dir, vision_model=str(vision_dir))
     samples = color_samples(16)
     align = run_align(
-        bundle, samples, TrainingSettings(learning_rate=1e-2, max_steps=20, batch_size=8, log_steps=0), tmp_path
+        bundle,
+        samples,
+        TrainingSettings(learning_rate=1e-2, max_steps=20, batch_size=8, log_steps=0),
+        tmp_path,
     )
     assert _mean(align.losses[-5:]) < _mean(align.losses[:5])
 
@@ -39,7 +41,9 @@ def test_loss_decreases_over_stage_one_and_three(tiny_base, tmp_path):
 
 
 def test_reproduce_smoke(tmp_path):
-    context = ReproductionContext(preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu")
+    context = ReproductionContext(
+        preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu"
+    )
     result = reproduce(context)
     assert result.primary_metric == "caption_accuracy"
     assert {row.role for row in result.rows} == {"method", "baseline", "reference"}
@@ -53,8 +57,11 @@ def test_reproduce_smoke(tmp_path):
 
 def test_reproduce_paper_without_data_names_the_file(tmp_path):
     import pytest
+
     from qcore.reproduce import DataNotFoundError
 
-    context = ReproductionContext(preset="paper", run_dir=RunDir(tmp_path), seeds=(0,), data_root=tmp_path, device="cpu")
-    with pytest.raises(DataNotFoundError, match="blip_laion_cc_sbu_558k.json"):
+    context = ReproductionContext(
+        preset="paper", run_dir=RunDir(tmp_path), seeds=(0,), data_root=tmp_path, device="cpu"
+    )
+    with pytest.raises(DataNotFoundError, match=r"blip_laion_cc_sbu_558k\.json"):
         reproduce(context)

@@ -37,7 +37,7 @@ def test_select_layers_top_half_and_sources():
     assert plan.source_experts == [[1], [3]]
 
 
-def test_select_layers_custom_count_indices_and_two_new_experts():
+def test_select_layers_two_new_experts():
     plan = select_layers(BEFORE, AFTER, layer_indices=[10, 11, 12, 13], num_layers=3, num_new_experts=2)
     assert plan.layers == [10, 11, 13]
     assert plan.source_experts == [[0, 2], [1, 2], [3, 2]]
@@ -65,11 +65,15 @@ def test_legacy_counts_change_the_source_expert():
     logits = {0: torch.tensor([[4.0, 3.0, 0.0, -2.0]] * 5), 1: torch.tensor([[0.0, 0.0, 0.0, 0.0]] * 5)}
     before = count_expert_usage({0: torch.zeros(5, 4), 1: torch.zeros(5, 4)}, top_k=2)
     after = count_expert_usage(logits, top_k=2)
-    legacy_before = count_expert_usage({0: torch.zeros(5, 4), 1: torch.zeros(5, 4)}, top_k=2, legacy_ascending_argsort=True)
+    legacy_before = count_expert_usage(
+        {0: torch.zeros(5, 4), 1: torch.zeros(5, 4)}, top_k=2, legacy_ascending_argsort=True
+    )
     legacy_after = count_expert_usage(logits, top_k=2, legacy_ascending_argsort=True)
     plan = select_layers(torch.stack([before[0], before[1]]), torch.stack([after[0], after[1]]), num_layers=1)
     legacy = select_layers(
-        torch.stack([legacy_before[0], legacy_before[1]]), torch.stack([legacy_after[0], legacy_after[1]]), num_layers=1
+        torch.stack([legacy_before[0], legacy_before[1]]),
+        torch.stack([legacy_after[0], legacy_after[1]]),
+        num_layers=1,
     )
     assert plan.source_experts == [[0]]
     assert legacy.source_experts == [[2]]

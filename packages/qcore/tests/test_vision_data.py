@@ -158,3 +158,36 @@ def test_invalid_arguments():
         build_datasets("digits", image_size=4)
     with pytest.raises(ValueError, match="uint8"):
         TensorImageDataset(torch.zeros(2, 3, 4, 4), torch.zeros(2), mean=[0] * 3, std=[1] * 3)
+
+
+def _write_stl10(folder, count, rng):
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        images = rng.integers(0, 255, (count, 3, 96, 96), dtype=np.uint8)
+        # Stored column-major per channel, as in the official binary files.
+        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")
+        np.array([1, 10, 3][:count], dtype=np.uint8).tofile(folder / f"{split}_y.bin")
+    return images
+
+
+def test_stl10_binary_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    test_images = _write_stl10(tmp_path / "stl10_binary", 3, rng)
+    train, test, num_classes = build_datasets("stl10", root=tmp_path, image_size=96)
+    assert (len(train), len(test), num_classes) == (3, 3, 10)
+    assert [test[i][1] for i in range(3)] == [0, 9, 2]
+    assert torch.equal(test.images[1], torch.from_numpy(test_images[1]))
+    assert train[0][0].shape == (3, 96, 96)
+
+
+def test_stl10_official_crop_protocol(tmp_path):
+    _write_stl10(tmp_path / "stl10_binary", 2, np.random.default_rng(1))
+    train, test, _ = build_datasets("stl10", root=tmp_path, image_size=96, train_crop=32)
+    assert train[0][0].shape == (3, 32, 32)
+    assert test[0][0].shape == (3, 96, 96)
+    with pytest.raises(ValueError, match="image_size=96"):
+        build_datasets("stl10", root=tmp_path)
+    with pytest.raises(ValueError, match="stl10 only"):
+        build_datasets("digits", train_crop=32)
+    with pytest.raises(DatasetNotFoundError, match=r"train_X\.bin"):
+        build_datasets("stl10", root=tmp_path / "missing", image_size=96)

@@ -8,7 +8,7 @@ import torch
 from qcore.reproduce import ReproductionContext
 from qcore.rundir import RunDir
 from ras.cli import main
-from ras.diagnostics import init_gradient_report, shared_scale_summary
+from ras.diagnostics import init_gradient_report, shared_scale_summary, track_shared_scale
 from ras.models import create_ras_resnet
 from ras.reproduce import reproduce
 
@@ -25,7 +25,10 @@ def test_train_and_evaluate(tmp_path, capsys):
 
 
 def test_init_gradient_command(capsys):
-    assert main(["init-gradient", "--model", "cifar_resnet_test", "--num-classes", "4", "--image-size", "16"]) == 0
+    assert (
+        main(["init-gradient", "--model", "cifar_resnet_test", "--num-classes", "4", "--image-size", "16"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["w_grad_abs_max"] == 0.0
     assert report["w_grad_zero_share"] == 1.0
@@ -60,10 +63,23 @@ def test_init_gradient_report_restores_mode():
 
 
 def test_smoke_reproduction(tmp_path):
-    context = ReproductionContext(preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu")
+    context = ReproductionContext(
+        preset="smoke", run_dir=RunDir(tmp_path), seeds=(0,), data_root=None, device="cpu"
+    )
     result = reproduce(context)
     rows = {row.model: row for row in result.rows}
     assert {"plain", "se", "ras"} <= set(rows)
     assert rows["ras"].metrics["w_abs_max"] < 1e-3
     assert 0.0 <= rows["ras"].metrics["w_zero_share"] <= 1.0
     assert any(row.role == "reference" for row in result.rows)
+
+
+def test_track_shared_scale_stays_small():
+    torch.manual_seed(0)
+    model = create_ras_resnet("cifar_resnet_test", num_classes=3)
+    history = track_shared_scale(model, steps=2, image_size=16)
+    assert len(history) == 2
+    assert history[0] == 0.0
+    assert history[1] < 1e-5
+    with pytest.raises(ValueError, match="steps"):
+        track_shared_scale(model, steps=0)

@@ -1,6 +1,6 @@
 """Gradient of the shared scale w at the official initialisation (w = 0, b = −1).
 
-With w = 0 every sample's z_1 equals b, so the BN between the two steps sees a batch of identical values
+With w = 0 every sample's z_1 equals b, so the BN between the two steps receives a batch of identical values
 and outputs exactly β = 0 on CPU float32. The gradient of w is Σ ∂L/∂z_2 ⊙ BN(z_1) = 0, and BN's γ and β
 are multiplied by w = 0, so in the first step only b learns and the gate is the input-independent constant
 σ(b). Later steps see float32 rounding noise in BN's batch mean, which moves w by about 1e-7 per step.
@@ -24,7 +24,9 @@ def _check_dead_start(model: nn.Module) -> None:
     modules = [m for m in model.modules() if isinstance(m, RAS)]
     assert modules
     for index, module in enumerate(modules):
-        assert torch.count_nonzero(module.affine.weight.grad) == 0, f"block {index}: w.grad is not exactly zero"
+        assert torch.count_nonzero(module.affine.weight.grad) == 0, (
+            f"block {index}: w.grad is not exactly zero"
+        )
         assert torch.count_nonzero(module.norms[0].weight.grad) == 0, f"block {index}: BN γ grad is not zero"
         assert torch.count_nonzero(module.norms[0].bias.grad) == 0, f"block {index}: BN β grad is not zero"
         assert torch.count_nonzero(module.affine.bias.grad) > 0, f"block {index}: b.grad is zero"

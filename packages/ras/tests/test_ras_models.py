@@ -74,7 +74,9 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
 def test_timm_create_attn_and_resnet():
     module = create_attn(RAS, 64, device="cpu", dtype=torch.float32)
     assert isinstance(module, RAS)
-    model = timm.create_model("resnet26", pretrained=False, num_classes=5, block_args={"attn_layer": RAS}, zero_init_last=False)
+    model = timm.create_model(
+        "resnet26", pretrained=False, num_classes=5, block_args={"attn_layer": RAS}, zero_init_last=False
+    )
     assert sum(isinstance(m, RAS) for m in model.modules()) == 8
     model.eval()
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5)

@@ -46,7 +46,9 @@ def test_gate_matches_hand_computation_in_training_mode():
     z1 = w * g + b
     mean = z1.mean(dim=0, keepdim=True)
     variance = z1.var(dim=0, unbiased=False, keepdim=True)
-    normalised = norm.weight.view(1, -1, 1, 1) * (z1 - mean) / torch.sqrt(variance + norm.eps) + norm.bias.view(1, -1, 1, 1)
+    normalised = norm.weight.view(1, -1, 1, 1) * (z1 - mean) / torch.sqrt(
+        variance + norm.eps
+    ) + norm.bias.view(1, -1, 1, 1)
     expected = torch.sigmoid(w * normalised + b)
     torch.testing.assert_close(module.gate(x), expected)
     torch.testing.assert_close(module(x), x * expected)
@@ -64,7 +66,9 @@ def test_gate_uses_running_statistics_in_eval_mode():
     z1 = w * x.mean(dim=(2, 3), keepdim=True) + b
     running_mean = norm.running_mean.view(1, -1, 1, 1)
     running_var = norm.running_var.view(1, -1, 1, 1)
-    normalised = (z1 - running_mean) / torch.sqrt(running_var + norm.eps) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    normalised = (z1 - running_mean) / torch.sqrt(running_var + norm.eps) * norm.weight.view(
+        1, -1, 1, 1
+    ) + norm.bias.view(1, -1, 1, 1)
     torch.testing.assert_close(module.gate(x), torch.sigmoid(w * normalised + b))
 
 
@@ -97,7 +101,9 @@ def test_norm_output_is_beta_when_weight_is_zero():
     normalised = module.norms[0](z1)
     # The batch variance is 0, so BN scales by γ / sqrt(eps) ≈ 316 and float32 rounding of that scale and of
     # the shift leaves an error of about 316 · 2^-24 · |z_1| ≈ 2e-5.
-    torch.testing.assert_close(normalised, module.norms[0].bias.view(1, -1, 1, 1).expand_as(normalised), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        normalised, module.norms[0].bias.view(1, -1, 1, 1).expand_as(normalised), rtol=0, atol=1e-4
+    )
 
 
 def test_norm_output_is_exactly_zero_at_official_init():

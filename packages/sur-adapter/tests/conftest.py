@@ -24,8 +24,9 @@ def dataset(data_root):
     return SURDataset(data_root, resolution=16, random_flip=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def components():
+    # Shared: training and inference never change the frozen parts (a test checks this).
     return build_tiny_components(seed=0)
 
 

@@ -11,9 +11,11 @@ from qcore.rundir import RunDir
 from sur_adapter.cli import main
 from sur_adapter.config import TrainConfig
 from sur_adapter.reproduce import reproduce
+from sur_adapter.teacher import save_prompt_vectors
 
 
-def test_train_then_generate(tmp_path, data_root, capsys):
+def test_train_then_generate(tmp_path, data_root, teacher_vectors, capsys):
+    vectors_file = save_prompt_vectors(teacher_vectors, tmp_path / "vectors.pt", official_format=True)
     config_file = tmp_path / "train.yaml"
     config_file.write_text(yaml.safe_dump({"train_batch_size": 2, "learning_rate": 5e-4}))
     output = tmp_path / "run"
@@ -26,6 +28,8 @@ def test_train_then_generate(tmp_path, data_root, capsys):
             str(config_file),
             "--data-root",
             str(data_root),
+            "--teacher-vectors",
+            str(vectors_file),
             "--output-dir",
             str(output),
             "--max-steps",

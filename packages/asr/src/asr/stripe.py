@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from asr.asr import gate_method
+from asr.asr import ASR, gate_method
 
 __all__ = ["GateRecord", "StripeObserver", "default_attention_filter", "plot_stripes"]
 
@@ -106,8 +106,12 @@ class StripeObserver:
         self.probe = probe
         self.every = every
         self.use_gate_method = use_gate_method
+        # The inner module of an ASR scale only ever sees the constant ψ, so it has no per-input gates.
+        asr_prefixes = tuple(name + "." for name, module in model.named_modules() if isinstance(module, ASR))
         self.modules = {
-            name: module for name, module in model.named_modules() if name and module_filter(name, module)
+            name: module
+            for name, module in model.named_modules()
+            if name and not name.startswith(asr_prefixes) and module_filter(name, module)
         }
         if not self.modules:
             raise ValueError(

@@ -50,7 +50,9 @@ class HumorModel(Protocol):
         """Return one response to ``prompt`` (and ``image``)."""
         ...
 
-    def score_continuations(self, prompt: str, image: str | None, continuations: Sequence[str]) -> list[float]:
+    def score_continuations(
+        self, prompt: str, image: str | None, continuations: Sequence[str]
+    ) -> list[float]:
         """Return the summed log-likelihood of each continuation after the prompt."""
         ...
 
@@ -94,7 +96,9 @@ class CausalLMBackbone:
         settings: dict | None = None,
     ) -> None:
         if tokenizer.pad_token_id is None:
-            raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token before building a backbone.")
+            raise ValueError(
+                "the tokenizer has no pad token; set tokenizer.pad_token before building a backbone."
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.image_transform = image_transform
@@ -110,7 +114,9 @@ class CausalLMBackbone:
 
     @property
     def supports_images(self) -> bool:
-        return self.image_transform is not None and self.image_token_id is not None and self.num_image_tokens > 0
+        return (
+            self.image_transform is not None and self.image_token_id is not None and self.num_image_tokens > 0
+        )
 
     @property
     def device(self) -> torch.device:
@@ -126,8 +132,12 @@ class CausalLMBackbone:
     def prompt_ids(self, prompt: str, image: str | None) -> list[int]:
         """Tokenize the user turn, expanding the image placeholder into ``num_image_tokens`` tokens."""
         if image is not None and not self.supports_images:
-            raise ValueError(f"this backbone is text-only and cannot take image {image!r}; use a LLaVA-style model.")
-        ids = self.tokenizer(self._user_text(prompt, image is not None), add_special_tokens=False)["input_ids"]
+            raise ValueError(
+                f"this backbone is text-only and cannot take image {image!r}; use a LLaVA-style model."
+            )
+        ids = self.tokenizer(self._user_text(prompt, image is not None), add_special_tokens=False)[
+            "input_ids"
+        ]
         if self.tokenizer.bos_token_id is not None and not self.use_chat_template:
             ids = [self.tokenizer.bos_token_id, *ids]
         if image is None:
@@ -204,7 +214,11 @@ class CausalLMBackbone:
         pixel_values = self.pixel_values(image)
         if pixel_values is not None:
             inputs["pixel_values"] = pixel_values.unsqueeze(0).to(self.device, dtype=self.model.dtype)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if do_sample
+            else {"do_sample": False}
+        )
         was_training = self.model.training
         self.model.eval()
         output = self.model.generate(
@@ -218,11 +232,14 @@ class CausalLMBackbone:
         return self.tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
     @torch.no_grad()
-    def score_continuations(self, prompt: str, image: str | None, continuations: Sequence[str]) -> list[float]:
+    def score_continuations(
+        self, prompt: str, image: str | None, continuations: Sequence[str]
+    ) -> list[float]:
         """Return the summed log-probability of each continuation (without EOS) after the prompt."""
         if not continuations:
             return []
         prompt_ids = self.prompt_ids(prompt, image)
+        pixel_values = self.pixel_values(image)
         separator = "" if self.use_chat_template else " "
         examples = []
         for text in continuations:
@@ -233,7 +250,7 @@ class CausalLMBackbone:
                 {
                     "input_ids": prompt_ids + target,
                     "labels": [IGNORE_INDEX] * len(prompt_ids) + target,
-                    "pixel_values": self.pixel_values(image),
+                    "pixel_values": pixel_values,
                 }
             )
         batch = {key: value.to(self.device) for key, value in self.collate(examples).items()}
@@ -319,7 +336,9 @@ def build_tiny_backbone(
         "eos_token_id": tokenizer.eos_token_id,
         "tie_word_embeddings": True,
     }
-    config_class, model_class = (Qwen2Config, Qwen2ForCausalLM) if architecture == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    config_class, model_class = (
+        (Qwen2Config, Qwen2ForCausalLM) if architecture == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    )
     text_config = config_class(**text_kwargs)
 
     torch.manual_seed(seed)

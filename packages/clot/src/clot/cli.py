@@ -114,7 +114,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_refine(args: argparse.Namespace) -> int:
-    from clot.pipeline import STAGE1_DIR, load_tuned_backbone, prepare_data, run_evaluation, run_refinement, run_stage2
+    from clot.pipeline import (
+        STAGE1_DIR,
+        load_tuned_backbone,
+        prepare_data,
+        run_evaluation,
+        run_refinement,
+        run_stage2,
+    )
 
     config = _resolve_config(args)
     run_dir = _run_dir(args, config)
@@ -175,15 +182,31 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     game_type = args.type or ("T2T" if args.image is None else "I2T")
     game = GameInput(game_type=game_type, language=args.language, question=args.question, image=args.image)
     backbone = load_tuned_backbone(run_dir, config, stage=args.stage)
-    generation = {"max_new_tokens": config.max_new_tokens, "do_sample": True, "temperature": 1.0, "top_p": 0.9}
+    generation = {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": 0.9,
+    }
     if args.demo:
-        for number, text in enumerate(demo_candidates(backbone, game, seed=config.seed, generation_kwargs=generation)):
+        for number, text in enumerate(
+            demo_candidates(backbone, game, seed=config.seed, generation_kwargs=generation)
+        ):
             print(f"{chr(ord('A') + number)}. {text}")
         return 0
     noun_path = run_dir.path / "noun_set.json"
-    nouns = json.loads(noun_path.read_text(encoding="utf-8")).get(args.language, []) if noun_path.is_file() else []
+    nouns = (
+        json.loads(noun_path.read_text(encoding="utf-8")).get(args.language, [])
+        if noun_path.is_file()
+        else []
+    )
     result = leap_of_thought(
-        backbone, game, nouns, num_candidates=config.num_candidates, seed=config.seed, generation_kwargs=generation
+        backbone,
+        game,
+        nouns,
+        num_candidates=config.num_candidates,
+        seed=config.seed,
+        generation_kwargs=generation,
     )
     if args.verbose:
         for index, (condition, text) in enumerate(zip(result.conditions, result.candidates, strict=True)):
@@ -205,12 +228,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clot", description="Creative Leap-of-Thought (CLoT) humour tuning.")
+    parser = argparse.ArgumentParser(
+        prog="clot", description="Creative Leap-of-Thought (CLoT) humour tuning."
+    )
     parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sample = commands.add_parser("sample-data", help="Write the built-in Oogiri-style sample data set.")
-    sample.add_argument("output", type=Path, help="Folder to write en.jsonl, cn.jsonl, jp.jsonl and images/ to.")
+    sample.add_argument(
+        "output", type=Path, help="Folder to write en.jsonl, cn.jsonl, jp.jsonl and images/ to."
+    )
     sample.set_defaults(handler=_cmd_sample_data)
 
     build = commands.add_parser("build-instructions", help="Build the stage-1 instruction file.")
@@ -231,9 +258,15 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="mTn accuracy and ranking NDCG on held-out data.")
     _add_config_flags(evaluate)
-    evaluate.add_argument("--stage", default="stage2", choices=("base", "stage1", "stage2"), help="Model to test.")
     evaluate.add_argument(
-        "--dat", type=int, default=0, metavar="N", help="Also run N divergent-association questions (MiniLM ASD)."
+        "--stage", default="stage2", choices=("base", "stage1", "stage2"), help="Model to test."
+    )
+    evaluate.add_argument(
+        "--dat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also run N divergent-association questions (MiniLM ASD).",
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -256,9 +289,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``clot`` command line; returns the exit code (2 for invalid input)."""
-    from qcore.logging import setup_logging
-
     from clot.data import OogiriDataError
+    from qcore.logging import setup_logging
 
     parser = _parser()
     args = parser.parse_args(argv)

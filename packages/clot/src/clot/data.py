@@ -19,8 +19,8 @@ from pathlib import Path
 __all__ = [
     "GAME_TYPES",
     "IMAGE_SUFFIXES",
-    "LANGUAGE_FILES",
     "LANGUAGES",
+    "LANGUAGE_FILES",
     "OogiriDataError",
     "OogiriSample",
     "group_by_input",
@@ -119,7 +119,9 @@ def _parse_line(
 
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise OogiriDataError(f"{where}: empty answer in field 'text' ({text!r}); remove the line or fill it.")
+        raise OogiriDataError(
+            f"{where}: empty answer in field 'text' ({text!r}); remove the line or fill it."
+        )
 
     question = record.get("question")
     if question is not None and not isinstance(question, str):
@@ -222,12 +224,19 @@ def read_oogiri_dataset(
     warning, and no file at all is an error.
     """
     data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise OogiriDataError(
+            f"data folder not found: {data_root}; download zhongshsh/CLoT-Oogiri-GO from the Hugging Face Hub "
+            "into it."
+        )
     image_root = Path(image_root) if image_root is not None else data_root / "images"
     samples: list[OogiriSample] = []
     found = 0
     for language in languages:
         if language not in LANGUAGE_FILES:
-            raise OogiriDataError(f"unknown language {language!r}; valid languages are {', '.join(LANGUAGES)}.")
+            raise OogiriDataError(
+                f"unknown language {language!r}; valid languages are {', '.join(LANGUAGES)}."
+            )
         path = data_root / LANGUAGE_FILES[language]
         if not path.is_file():
             logger.warning("no %s file at %s, skipping %s", LANGUAGE_FILES[language], path, language)

@@ -15,8 +15,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qcore.progress import progress
-
 from clot.backbone import HumorModel
 from clot.data import OogiriSample, group_by_input
 from clot.instructions import (
@@ -30,6 +28,7 @@ from clot.instructions import (
 from clot.metrics import Embedder, average_semantic_distance, mtn_accuracy, ndcg
 from clot.skills import GameInput, rank_options, select_options
 from clot.templates import OUTSIDE_THE_BOX, format_options, option_letter
+from qcore.progress import progress
 
 __all__ = [
     "DatQuestion",
@@ -159,7 +158,9 @@ def evaluate_model(
     ``avg`` is the mean of 3T1, 4T1 and 5T2 accuracy and ranking NDCG where present, like the
     paper's "Avg" column.
     """
-    metrics = evaluate_choices(model, build_eval_choices(test_samples, sources, formats=formats, seed=seed), seed=seed)
+    metrics = evaluate_choices(
+        model, build_eval_choices(test_samples, sources, formats=formats, seed=seed), seed=seed
+    )
     metrics.update(evaluate_rankings(model, build_eval_rankings(test_samples, seed=seed), seed=seed))
     parts = [metrics[key] for key in ("acc_3T1", "acc_4T1", "acc_5T2", "rank_ndcg") if key in metrics]
     if parts:
@@ -181,7 +182,9 @@ def build_dat_questions(
     """
     words = sorted(set(vocabulary))
     if len(words) < num_context + num_options:
-        raise ValueError(f"need at least {num_context + num_options} distinct words for DAT, got {len(words)}.")
+        raise ValueError(
+            f"need at least {num_context + num_options} distinct words for DAT, got {len(words)}."
+        )
     rng = random.Random(seed)
     questions = []
     for _ in range(num_questions):
@@ -208,7 +211,9 @@ def evaluate_dat(model: HumorModel, questions: list[DatQuestion], embed: Embedde
         letters = [f"{option_letter(i)}." for i in range(len(question.options))]
         scores = model.score_continuations(_dat_prompt(question), None, letters)
         choice = max(range(len(letters)), key=lambda i: scores[i])
-        distances = [average_semantic_distance(option, question.context, embed) for option in question.options]
+        distances = [
+            average_semantic_distance(option, question.context, embed) for option in question.options
+        ]
         chosen_scores.append(distances[choice])
         oracle_scores.append(max(distances))
     return {

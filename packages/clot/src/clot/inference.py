@@ -77,8 +77,12 @@ def leap_of_thought(
     torch.manual_seed(seed)
     generation_kwargs = generation_kwargs or {}
 
-    conditions = [sample_condition(nouns, rng, empty_prob=condition_empty_prob) for _ in range(num_candidates)]
-    candidates = [generate_candidate(model, game, condition, rng, **generation_kwargs) for condition in conditions]
+    conditions = [
+        sample_condition(nouns, rng, empty_prob=condition_empty_prob) for _ in range(num_candidates)
+    ]
+    candidates = [
+        generate_candidate(model, game, condition, rng, **generation_kwargs) for condition in conditions
+    ]
 
     if num_candidates == 1:
         return LeapResult(conditions, candidates, ranking=[0], finalists=[0], winner=0)

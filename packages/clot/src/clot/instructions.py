@@ -187,9 +187,7 @@ def parse_mtn(name: str) -> tuple[int, int]:
     return m, n
 
 
-def sample_condition(
-    nouns: list[str], rng: random.Random, *, empty_prob: float = 0.5
-) -> str | None:
+def sample_condition(nouns: list[str], rng: random.Random, *, empty_prob: float = 0.5) -> str | None:
     """Draw a condition word: ``None`` with probability ``empty_prob``, else a uniform noun from ``nouns``.
 
     An empty noun list always gives ``None``. Exactly one random number decides emptiness, so the empty
@@ -224,7 +222,9 @@ def build_generation_instruction(
     The condition is empty with probability ``condition_empty_prob``; otherwise it is a uniformly drawn
     noun of the ground-truth response, so the target contains it.
     """
-    nouns = [noun for noun in extract_nouns(sample.text) if noun in sample.text or noun in sample.text.lower()]
+    nouns = [
+        noun for noun in extract_nouns(sample.text) if noun in sample.text or noun in sample.text.lower()
+    ]
     condition = sample_condition(nouns, rng, empty_prob=condition_empty_prob)
     task = "generation" if condition is None else "generation_condition"
     template_id = _random_template(task, sample.language, rng)
@@ -286,7 +286,9 @@ def build_mask_instruction(
         return None
     masked_text, content = masked
     template_id = _random_template("mask", sample.language, rng)
-    prompt = render_prompt("mask", sample.language, template_id, _prompt_parts(sample, masked_answer=masked_text))
+    prompt = render_prompt(
+        "mask", sample.language, template_id, _prompt_parts(sample, masked_answer=masked_text)
+    )
     return Instruction(
         task="mask",
         language=sample.language,
@@ -319,7 +321,8 @@ def build_choice_question(
         The question, or ``None`` when there are not enough correct or wrong options.
     """
     m, n = parse_mtn(mtn)
-    correct_texts = [sample.text] + [text for text in (other_correct or []) if text != sample.text][: n - 1]
+    extra_correct = [text for text in (other_correct or []) if text != sample.text][: n - 1]
+    correct_texts = [sample.text, *extra_correct]
     if len(correct_texts) < n:
         return None
     used = set(correct_texts)
@@ -415,7 +418,9 @@ def build_ranking_instruction(
     )
 
 
-def swap_noun_rewriter(noun_set: dict[str, list[str]], extractors: dict[str, NounExtractor]) -> RewriteProvider:
+def swap_noun_rewriter(
+    noun_set: dict[str, list[str]], extractors: dict[str, NounExtractor]
+) -> RewriteProvider:
     """Return a rewrite provider that swaps one noun of the response for another noun of the language.
 
     It stands in for the paper's Qwen-14B rewrites when no rewriting model is available: the result stays
@@ -464,7 +469,9 @@ def build_instructions(
             raise ValueError(f"no noun extractor for language {sample.language!r}; pass one in extractors.")
         extract = extractors[sample.language]
         instructions.append(
-            build_generation_instruction(sample, extract, rng, condition_empty_prob=settings.condition_empty_prob)
+            build_generation_instruction(
+                sample, extract, rng, condition_empty_prob=settings.condition_empty_prob
+            )
         )
 
         if sample.game_type in settings.mask_types:
@@ -513,7 +520,9 @@ def load_instructions(path: str | Path) -> list[Instruction]:
     """Read instructions written by :func:`save_instructions`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"instruction file not found: {path}; build it with `clot build-instructions`.")
+        raise FileNotFoundError(
+            f"instruction file not found: {path}; build it with `clot build-instructions`."
+        )
     records = []
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):

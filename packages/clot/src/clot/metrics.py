@@ -36,7 +36,9 @@ def mtn_accuracy(predictions: Sequence[Sequence[int]], answers: Sequence[Sequenc
         raise ValueError(f"{len(predictions)} predictions for {len(answers)} questions.")
     if not answers:
         raise ValueError("no questions to score.")
-    hits = sum(set(prediction) == set(answer) for prediction, answer in zip(predictions, answers, strict=True))
+    hits = sum(
+        set(prediction) == set(answer) for prediction, answer in zip(predictions, answers, strict=True)
+    )
     return hits / len(answers)
 
 
@@ -96,7 +98,9 @@ def minilm_embedder(device: str = "cpu") -> Embedder:
 
     @torch.no_grad()
     def embed(texts: Sequence[str]) -> torch.Tensor:
-        batch = tokenizer(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt").to(device)
+        batch = tokenizer(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt").to(
+            device
+        )
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable
 
 __all__ = [
@@ -27,16 +28,177 @@ NounExtractor = Callable[[str], list[str]]
 BACKENDS = ("auto", "nltk", "lemminflect", "jieba", "janome", "heuristic")
 
 _ENGLISH_STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me more most my
-    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
-    some such than that the their theirs them themselves then there these they this those through to too
-    under until up very was we were what when where which while who whom why will with would you your
-    yours yourself yourselves one thing things someone something anything everything nothing got get
-    gets really still even ever also lets let's let s t don't can't won't i'm it's that's""".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "one",
+        "thing",
+        "things",
+        "someone",
+        "something",
+        "anything",
+        "everything",
+        "nothing",
+        "got",
+        "get",
+        "gets",
+        "really",
+        "still",
+        "even",
+        "ever",
+        "also",
+        "lets",
+        "let's",
+        "let",
+        "s",
+        "t",
+        "don't",
+        "can't",
+        "won't",
+        "i'm",
+        "it's",
+        "that's",
+    ]
 )
-_NOUN_SUFFIXES = ("tion", "sion", "ment", "ness", "ity", "ance", "ence", "ship", "hood", "ism", "ist", "er", "or")
+_NOUN_SUFFIXES = (
+    "tion",
+    "sion",
+    "ment",
+    "ness",
+    "ity",
+    "ance",
+    "ence",
+    "ship",
+    "hood",
+    "ism",
+    "ist",
+    "er",
+    "or",
+)
 _NON_NOUN_SUFFIXES = ("ly", "ing", "ed", "ous", "ful", "ive", "able", "ible", "ish", "less")
 _ENGLISH_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # Function words among Chinese nouns that jieba tags with an "n" flag but carry no content.
@@ -99,8 +261,11 @@ def _make_english_nltk() -> NounExtractor:
 
 
 def _make_chinese_jieba() -> NounExtractor:
-    import jieba
-    import jieba.posseg
+    # jieba 0.42 imports pkg_resources and has invalid escape sequences, which warn on import.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import jieba
+        import jieba.posseg
 
     jieba.setLogLevel(logging.WARNING)
 
@@ -176,14 +341,18 @@ def make_noun_extractor(language: str, backend: str = "auto") -> NounExtractor:
         factory = _FACTORIES.get((language, backend))
         if factory is None:
             valid = ", ".join(("auto", *_AUTO_ORDER[language]))
-            raise ValueError(f"noun back end {backend!r} does not serve {language!r}; valid back ends: {valid}.")
+            raise ValueError(
+                f"noun back end {backend!r} does not serve {language!r}; valid back ends: {valid}."
+            )
         return factory()
 
     for name in _AUTO_ORDER[language]:
         try:
             extractor = _FACTORIES[(language, name)]()
         except (ImportError, LookupError) as error:
-            logger.info("noun back end %s for %s is unavailable (%s), trying the next one", name, language, error)
+            logger.info(
+                "noun back end %s for %s is unavailable (%s), trying the next one", name, language, error
+            )
             continue
         logger.debug("noun back end for %s: %s", language, name)
         return extractor

@@ -12,9 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qcore.config import Config, check_range, option
-from qcore.rundir import RunDir
-
 from clot.backbone import CausalLMBackbone, build_tiny_backbone, load_backbone
 from clot.data import LANGUAGES, OogiriSample, read_oogiri_dataset, split_by_input
 from clot.instructions import (
@@ -30,6 +27,8 @@ from clot.instructions import (
 from clot.nouns import BACKENDS, NounExtractor, build_noun_set, make_noun_extractor
 from clot.refine import RefineConfig, RefineSummary, self_refine
 from clot.training import LoraSettings, TrainConfig, apply_lora, load_adapter, save_adapter, train_lora
+from qcore.config import Config, check_range, option
+from qcore.rundir import RunDir
 
 __all__ = [
     "ClotConfig",
@@ -63,17 +62,20 @@ class ClotConfig(Config):
         "written to the run directory.",
     )
     image_root: str = option("", help="Image folder; empty means data_root/images.")
-    languages: list[str] = option(default_factory=lambda: list(LANGUAGES), help="Languages to read (en, zh, ja).")
+    languages: tuple[str, ...] = option(LANGUAGES, help="Languages to read (en, zh, ja).")
     limit_per_language: int = option(0, help="Read at most this many responses per language; 0 reads all.")
-    test_fraction: float = option(0.05, help="Share of game inputs held out for evaluation (5 % in the paper).")
+    test_fraction: float = option(
+        0.05, help="Share of game inputs held out for evaluation (5 % in the paper)."
+    )
     split_seed: int = option(0, help="Seed of the train/test split.")
     noun_backend: str = option("auto", help="Noun extractor back end.", choices=BACKENDS)
     seed: int = option(0, help="Seed of instruction building, training order and sampling.")
 
     # Stage-1 instructions
     condition_empty_prob: float = option(0.5, help="rho_c: probability of an empty condition in AIT (0.5).")
-    selection_formats: list[str] = option(
-        default_factory=lambda: list(MTN_FORMATS), help="mTn formats of selection instructions and evaluation."
+    selection_formats: tuple[str, ...] = option(
+        MTN_FORMATS,
+        help="mTn formats of selection instructions and evaluation.",
     )
 
     # Model
@@ -82,19 +84,26 @@ class ClotConfig(Config):
         help="'tiny' builds a small random LLaVA-style model in-process; otherwise a local folder or Hub id "
         "such as llava-hf/llava-1.5-7b-hf or Qwen/Qwen2.5-0.5B-Instruct.",
     )
-    model_kind: str = option("auto", help="Backbone kind of a pretrained model.", choices=("auto", "llava", "text"))
-    tiny_multimodal: bool = option(True, help="The tiny model has a vision tower (LLaVA) instead of text only.")
+    model_kind: str = option(
+        "auto", help="Backbone kind of a pretrained model.", choices=("auto", "llava", "text")
+    )
+    tiny_multimodal: bool = option(
+        True, help="The tiny model has a vision tower (LLaVA) instead of text only."
+    )
     tiny_hidden_size: int = option(64, help="Hidden size of the tiny model.")
     tiny_layers: int = option(2, help="Decoder layers of the tiny model.")
     device: str = option("cpu", help="Device of the model, e.g. cpu or cuda.")
-    dtype: str = option("", help="Weight dtype of a pretrained model (bfloat16, float16, float32); empty: default.")
+    dtype: str = option(
+        "", help="Weight dtype of a pretrained model (bfloat16, float16, float32); empty: default."
+    )
 
     # LoRA and optimisation (Appendix E of the paper, Qwen-VL column)
     lora_rank: int = option(64, help="LoRA rank.")
     lora_alpha: float = option(16.0, help="LoRA alpha.")
     lora_dropout: float = option(0.05, help="LoRA dropout.")
-    lora_targets: list[str] = option(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], help="Layers of the language model with LoRA."
+    lora_targets: tuple[str, ...] = option(
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
+        help="Layers of the language model with LoRA.",
     )
     learning_rate: float = option(1e-5, help="AdamW learning rate.")
     weight_decay: float = option(0.1, help="AdamW weight decay.")
@@ -105,9 +114,13 @@ class ClotConfig(Config):
 
     # Stage 2
     num_candidates: int = option(5, help="n: candidates per input in self-refinement (5).")
-    condition_empty_prob_refine: float = option(0.5, help="rho: probability of an empty weak condition (0.5).")
+    condition_empty_prob_refine: float = option(
+        0.5, help="rho: probability of an empty weak condition (0.5)."
+    )
     keep_condition: bool = option(False, help="Kept refined samples store their condition (our default: no).")
-    fresh_lora: bool = option(False, help="Stage 2 trains a fresh LoRA instead of continuing stage 1's (default).")
+    fresh_lora: bool = option(
+        False, help="Stage 2 trains a fresh LoRA instead of continuing stage 1's (default)."
+    )
     max_new_tokens: int = option(32, help="Token limit of generated candidates.")
     refine_limit: int = option(0, help="Refine at most this many training inputs; 0 refines all.")
 
@@ -122,7 +135,10 @@ class ClotConfig(Config):
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(
-            rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout, target_modules=list(self.lora_targets)
+            rank=self.lora_rank,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=list(self.lora_targets),
         )
 
     def train_config(self) -> TrainConfig:
@@ -211,13 +227,15 @@ def create_backbone(config: ClotConfig, instructions: list[Instruction]) -> Caus
     """Build the tiny model (tokenizer trained on the instruction texts) or load a pretrained one."""
     if config.model == "tiny":
         texts = [f"{item.prompt} {item.target}" for item in instructions]
-        return build_tiny_backbone(
+        backbone = build_tiny_backbone(
             texts,
             multimodal=config.tiny_multimodal,
             hidden_size=config.tiny_hidden_size,
             num_layers=config.tiny_layers,
             seed=config.seed,
         )
+        backbone.model.to(config.device)
+        return backbone
     import torch
 
     dtype = getattr(torch, config.dtype) if config.dtype else None
@@ -229,7 +247,9 @@ def load_tuned_backbone(run_dir: RunDir, config: ClotConfig, *, stage: str = "st
     base = run_dir.path / BASE_DIR
     source = base if base.is_dir() else config.model
     if source == "tiny":
-        raise FileNotFoundError(f"no saved base model in {base}; run `clot train` with this run directory first.")
+        raise FileNotFoundError(
+            f"no saved base model in {base}; run `clot train` with this run directory first."
+        )
     backbone = load_backbone(source, kind=config.model_kind, device=config.device)
     if stage == "base":
         return backbone
@@ -257,7 +277,9 @@ def run_stage1(
 
     apply_lora(backbone, config.lora_settings())
     started = time.perf_counter()
-    trained = train_lora(backbone, instructions, config.train_config(), run_dir=run_dir, metric_prefix="stage1")
+    trained = train_lora(
+        backbone, instructions, config.train_config(), run_dir=run_dir, metric_prefix="stage1"
+    )
     results["stage1_seconds"] = time.perf_counter() - started
     results["stage1_steps"] = trained.steps
     results["stage1_losses"] = trained.losses
@@ -275,7 +297,9 @@ def run_refinement(
     if config.refine_limit:
         keys = list(dict.fromkeys(sample.input_key for sample in samples))[: config.refine_limit]
         samples = [sample for sample in samples if sample.input_key in set(keys)]
-    summary = self_refine(backbone, samples, data.noun_set, config.refine_config(), output_dir=run_dir.path / "refine")
+    summary = self_refine(
+        backbone, samples, data.noun_set, config.refine_config(), output_dir=run_dir.path / "refine"
+    )
     save_instructions(run_dir.path / REFINED_FILE, summary.instructions)
     run_dir.write_json(
         "refine_counts.json",
@@ -306,7 +330,12 @@ def run_stage2(
     started = time.perf_counter()
     offset = len(run_dir.read_metrics())
     trained = train_lora(
-        backbone, stage1 + refined, config.train_config(), run_dir=run_dir, metric_prefix="stage2", step_offset=offset
+        backbone,
+        stage1 + refined,
+        config.train_config(),
+        run_dir=run_dir,
+        metric_prefix="stage2",
+        step_offset=offset,
     )
     save_adapter(backbone, run_dir.path / STAGE2_DIR)
     return {
@@ -327,7 +356,9 @@ def run_evaluation(backbone: CausalLMBackbone, data: PreparedData, config: ClotC
     if not test:
         logger.warning("no held-out responses that this backbone can read; skipping evaluation")
         return {}
-    return evaluate_model(backbone, test, data.test_sources, formats=config.selection_formats, seed=config.seed)
+    return evaluate_model(
+        backbone, test, data.test_sources, formats=config.selection_formats, seed=config.seed
+    )
 
 
 def run_pipeline(config: ClotConfig, run_dir: RunDir) -> dict:

@@ -18,15 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from qcore.config import Config, check_range, option
-from qcore.progress import progress
 
 from clot.backbone import HumorModel
 from clot.data import OogiriSample, group_by_input
 from clot.instructions import Instruction, sample_condition
 from clot.skills import GameInput, generate_candidate, generation_prompt, rank_options, select_options
+from qcore.config import Config, check_range, option
+from qcore.progress import progress
 
-__all__ = ["RefineConfig", "RefineOutcome", "RefineSummary", "choose_references", "refine_input", "self_refine"]
+__all__ = [
+    "RefineConfig",
+    "RefineOutcome",
+    "RefineSummary",
+    "choose_references",
+    "refine_input",
+    "self_refine",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,9 @@ class RefineConfig(Config):
     """Settings of explorative self-refinement; defaults are the paper's."""
 
     num_candidates: int = option(5, help="Candidates n generated per input (5 in the paper).")
-    condition_empty_prob: float = option(0.5, help="Probability rho that a condition is empty (0.5 in the paper).")
+    condition_empty_prob: float = option(
+        0.5, help="Probability rho that a condition is empty (0.5 in the paper)."
+    )
     num_finalists: int = option(2, help="Candidates kept after the model's ranking (2 in the paper).")
     keep_condition: bool = option(
         False,
@@ -134,13 +143,18 @@ def refine_input(
     }
 
     conditions = [
-        sample_condition(nouns, rng, empty_prob=config.condition_empty_prob) for _ in range(config.num_candidates)
+        sample_condition(nouns, rng, empty_prob=config.condition_empty_prob)
+        for _ in range(config.num_candidates)
     ]
-    candidates = [generate_candidate(model, game, condition, rng, **generation_kwargs) for condition in conditions]
+    candidates = [
+        generate_candidate(model, game, condition, rng, **generation_kwargs) for condition in conditions
+    ]
     usable = [i for i, text in enumerate(candidates) if text.strip()]
     common = {"key": reference.input_key, "conditions": conditions, "candidates": candidates}
     if len(usable) < config.num_finalists:
-        return RefineOutcome(**common, kept=False, reason="no_candidates", ranking=[], options=[], chosen=None)
+        return RefineOutcome(
+            **common, kept=False, reason="no_candidates", ranking=[], options=[], chosen=None
+        )
 
     ranked = rank_options(model, game, [candidates[i] for i in usable], rng)
     ranking = [usable[i] for i in ranked]
@@ -154,7 +168,9 @@ def refine_input(
     winner_index, winner_text = entries[chosen]
 
     if winner_index is None or winner_text.strip() == reference.text.strip():
-        return RefineOutcome(**common, kept=False, reason="human_won", ranking=ranking, options=options, chosen=chosen)
+        return RefineOutcome(
+            **common, kept=False, reason="human_won", ranking=ranking, options=options, chosen=chosen
+        )
 
     condition = conditions[winner_index] if config.keep_condition else None
     prompt, template_id = generation_prompt(game, condition, rng)
@@ -171,7 +187,13 @@ def refine_input(
         meta={"refined": True, "generated_for_condition": conditions[winner_index]},
     )
     return RefineOutcome(
-        **common, kept=True, reason="kept", ranking=ranking, options=options, chosen=chosen, instruction=instruction
+        **common,
+        kept=True,
+        reason="kept",
+        ranking=ranking,
+        options=options,
+        chosen=chosen,
+        instruction=instruction,
     )
 
 

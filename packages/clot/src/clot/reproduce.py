@@ -17,10 +17,9 @@ import os
 import statistics
 import time
 
-from qcore.reproduce import ReproductionContext, ReproductionResult, ResultRow
-from qcore.report import markdown_table
-
 from clot.pipeline import ClotConfig, run_pipeline
+from qcore.report import markdown_table
+from qcore.reproduce import ReproductionContext, ReproductionResult, ResultRow
 
 __all__ = ["preset_config", "reproduce"]
 
@@ -41,7 +40,7 @@ def preset_config(preset: str, *, seed: int = 0, data_root: str = "", device: st
     """
     if preset == "smoke":
         return ClotConfig(
-            languages=["en"],
+            languages=("en",),
             test_fraction=0.25,
             seed=seed,
             tiny_hidden_size=32,
@@ -52,7 +51,7 @@ def preset_config(preset: str, *, seed: int = 0, data_root: str = "", device: st
             batch_size=16,
             micro_batch_size=16,
             max_steps=2,
-            selection_formats=["3T1"],
+            selection_formats=("3T1",),
             max_new_tokens=4,
             refine_limit=2,
             device=device,
@@ -151,7 +150,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     context.run_dir.write_report(report)
     return ReproductionResult(
         package="clot",
-        task="Oogiri humour choice and ranking (built-in sample)" if context.preset != "paper" else "Oogiri-GO",
+        task="Oogiri humour choice and ranking (built-in sample)"
+        if context.preset != "paper"
+        else "Oogiri-GO",
         primary_metric="avg",
         rows=rows,
         report_markdown=report,

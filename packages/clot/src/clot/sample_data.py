@@ -311,5 +311,7 @@ def write_sample_dataset(root: str | Path, *, image_size: int = 128) -> Path:
 
     for language, file_name in LANGUAGE_FILES.items():
         (root / file_name).write_text("\n".join(lines[language]) + "\n", encoding="utf-8")
-    (root / "captions.json").write_text(json.dumps(SAMPLE_CAPTIONS, ensure_ascii=False, indent=1), encoding="utf-8")
+    (root / "captions.json").write_text(
+        json.dumps(SAMPLE_CAPTIONS, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     return root

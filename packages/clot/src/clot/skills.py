@@ -38,7 +38,9 @@ class GameInput:
     @classmethod
     def from_sample(cls, sample: OogiriSample) -> GameInput:
         image = str(sample.image) if sample.image is not None else None
-        return cls(game_type=sample.game_type, language=sample.language, question=sample.question, image=image)
+        return cls(
+            game_type=sample.game_type, language=sample.language, question=sample.question, image=image
+        )
 
 
 def generation_prompt(game: GameInput, condition: str | None, rng: random.Random) -> tuple[str, int]:

@@ -224,7 +224,9 @@ def render_prompt(task: str, language: str, template_id: int, parts: PromptParts
     _check(task, language)
     templates = _TEMPLATES[language][task]
     if not 0 <= template_id < len(templates):
-        raise ValueError(f"template_id for {task}/{language} must be in [0, {len(templates)}), got {template_id}.")
+        raise ValueError(
+            f"template_id for {task}/{language} must be in [0, {len(templates)}), got {template_id}."
+        )
     if parts.game_type not in _SUBJECTS[language]:
         raise ValueError(f"unknown game type {parts.game_type!r}; valid types are I2T, T2T, IT2T.")
     if task == "generation_condition" and not parts.condition:

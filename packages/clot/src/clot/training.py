@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from qcore.config import Config, check_positive, check_range, option
-from qcore.progress import progress
-from qcore.rundir import RunDir
 
 from clot.backbone import CausalLMBackbone
 from clot.instructions import Instruction
+from qcore.config import Config, check_positive, check_range, option
+from qcore.progress import progress
+from qcore.rundir import RunDir
 
 __all__ = [
     "LoraSettings",
@@ -43,8 +43,8 @@ class LoraSettings(Config):
     rank: int = option(64, help="LoRA rank r (64 for Qwen-VL in the paper).")
     alpha: float = option(16.0, help="LoRA scaling alpha (16 for Qwen-VL in the paper).")
     dropout: float = option(0.05, help="Dropout on the LoRA input (0.05 for Qwen-VL in the paper).")
-    target_modules: list[str] = option(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+    target_modules: tuple[str, ...] = option(
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
         help="Names of the linear layers of the language model that get LoRA. The paper targets c_attn and "
         "c_proj of Qwen-VL's text blocks; q_proj, k_proj, v_proj, o_proj are the attention layers of "
         "Llama- and Qwen2-style models.",
@@ -146,18 +146,24 @@ def save_adapter(backbone: CausalLMBackbone, directory: str | Path) -> Path:
     return directory
 
 
-def load_adapter(backbone: CausalLMBackbone, directory: str | Path, *, trainable: bool = True) -> CausalLMBackbone:
+def load_adapter(
+    backbone: CausalLMBackbone, directory: str | Path, *, trainable: bool = True
+) -> CausalLMBackbone:
     """Attach a saved LoRA adapter to a backbone that has none."""
     from peft import PeftModel
 
     directory = Path(directory)
     if not (directory / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no LoRA adapter in {directory} (adapter_config.json missing); run `clot train` first.")
+        raise FileNotFoundError(
+            f"no LoRA adapter in {directory} (adapter_config.json missing); run `clot train` first."
+        )
     backbone.model = PeftModel.from_pretrained(backbone.model, directory, is_trainable=trainable)
     return backbone
 
 
-def select_trainable_instructions(backbone: CausalLMBackbone, instructions: list[Instruction]) -> list[Instruction]:
+def select_trainable_instructions(
+    backbone: CausalLMBackbone, instructions: list[Instruction]
+) -> list[Instruction]:
     """Drop instructions with images when the backbone is text-only, logging how many were dropped."""
     if backbone.supports_images:
         return list(instructions)
@@ -194,7 +200,9 @@ def train_lora(
         raise ValueError("the model has no trainable parameters; call apply_lora(backbone) first.")
     instructions = select_trainable_instructions(backbone, instructions)
     if not instructions:
-        raise ValueError("no instructions to train on (all of them need images and the backbone is text-only).")
+        raise ValueError(
+            "no instructions to train on (all of them need images and the backbone is text-only)."
+        )
 
     examples = [backbone.encode_example(item.prompt, item.target, item.image) for item in instructions]
     accelerator = Accelerator(
@@ -251,5 +259,11 @@ def train_lora(
                 break
     bar.close()
     backbone.model = accelerator.unwrap_model(model)
-    logger.info("%s: %d optimizer steps on %d instructions, last loss %.4f", metric_prefix, step, len(examples), losses[-1])
+    logger.info(
+        "%s: %d optimizer steps on %d instructions, last loss %.4f",
+        metric_prefix,
+        step,
+        len(examples),
+        losses[-1],
+    )
     return TrainResult(losses=losses, steps=step, num_instructions=len(examples))

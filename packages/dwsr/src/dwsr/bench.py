@@ -1,7 +1,7 @@
 """Size and CPU speed of DWSR against an EDSR-baseline network and the matched single-way baseline.
 
 All three networks run in one process on the same input. Latency is the median wall-clock time of one
-forward pass without gradients, divided by the output size in megapixels; ratios are relative to the
+forward pass without gradients, divided by the output size in megapixels. Ratios are relative to the
 EDSR baseline (64 features, 16 residual blocks, as in BasicSR's EDSR options).
 """
 
@@ -11,11 +11,11 @@ import logging
 
 import torch
 from basicsr.archs.edsr_arch import EDSR
-from qcore.bench import compare, count_flops, count_parameters, median_time
 
 from dwsr.archs import DWSRNet
 from dwsr.baseline import matched_single_way_options
 from dwsr.recipes import dwsr_network_options
+from qcore.bench import compare, count_flops, count_parameters, median_time
 
 __all__ = ["BENCH_METRICS", "run_benchmark"]
 
@@ -41,7 +41,9 @@ def run_benchmark(
         One dict per network with ``model``, the metrics and ``<metric>_ratio`` columns.
     """
     dwsr_options = dwsr_network_options(scale, **(network or {}))
-    single_way = {key: value for key, value in matched_single_way_options(dwsr_options).items() if key != "type"}
+    single_way = {
+        key: value for key, value in matched_single_way_options(dwsr_options).items() if key != "type"
+    }
     networks = {
         EDSR_BASELINE: EDSR(3, 3, num_feat=64, num_block=16, upscale=scale),
         "DWSR": DWSRNet(**{key: value for key, value in dwsr_options.items() if key != "type"}),

@@ -1,6 +1,6 @@
 """Command line of DWSR: ``dwsr train | test | label | bench | prepare``.
 
-``train`` and ``test`` run BasicSR's own pipelines on an options YAML (``--config``); flags override its
+``train`` and ``test`` run BasicSR's own pipelines on an options YAML (``--config``). Flags override its
 values, and the resolved options are written beside the experiment. Errors in the input print one line
 and exit with code 2.
 """
@@ -25,22 +25,36 @@ _DATAROOT_PREFIX = "datasets"
 
 def _add_train(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train with BasicSR's train_pipeline from an options YAML")
-    parser.add_argument("--config", type=Path, required=True, help="BasicSR options YAML (options/train_DWSR_x2.yml)")
-    parser.add_argument("--data-root", type=Path, help="folder that replaces the leading 'datasets/' of dataroots")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="BasicSR options YAML (options/train_DWSR_x2.yml)"
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help="folder that replaces the leading 'datasets/' of dataroots"
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="folder for experiments/ (default: .)")
     parser.add_argument("--name", help="experiment name (default: the options' name)")
-    parser.add_argument("--max-steps", type=int, help="train this many iterations; stages and schedule shrink to fit")
+    parser.add_argument(
+        "--max-steps", type=int, help="train this many iterations; stages and schedule shrink to fit"
+    )
     parser.add_argument("--num-gpu", type=int, help="0 trains on CPU (default: the options' num_gpu)")
-    parser.add_argument("--threshold-db", type=float, help="difficulty threshold in dB (skips the dataset median)")
+    parser.add_argument(
+        "--threshold-db", type=float, help="difficulty threshold in dB (skips the dataset median)"
+    )
     parser.add_argument("--auto-resume", action="store_true", help="resume from the newest training state")
 
 
 def _add_test(subparsers) -> None:
     parser = subparsers.add_parser("test", help="evaluate with BasicSR's test_pipeline from an options YAML")
-    parser.add_argument("--config", type=Path, required=True, help="BasicSR options YAML (options/test_DWSR_x2.yml)")
-    parser.add_argument("--data-root", type=Path, help="folder that replaces the leading 'datasets/' of dataroots")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="BasicSR options YAML (options/test_DWSR_x2.yml)"
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help="folder that replaces the leading 'datasets/' of dataroots"
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="folder for results/ (default: .)")
-    parser.add_argument("--weights", type=Path, help="network weights (.pth with 'params'); overrides the options")
+    parser.add_argument(
+        "--weights", type=Path, help="network weights (.pth with 'params'); overrides the options"
+    )
     parser.add_argument("--num-gpu", type=int, help="0 runs on CPU (default: the options' num_gpu)")
 
 
@@ -48,9 +62,13 @@ def _add_label(subparsers) -> None:
     parser = subparsers.add_parser("label", help="PSNR-prior difficulty labels and figures of HR images")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, nargs="+", help="HR image files or folders of PNG images")
-    source.add_argument("--skimage", nargs="+", help="names of scikit-image sample photographs, e.g. astronaut")
+    source.add_argument(
+        "--skimage", nargs="+", help="names of scikit-image sample photographs, e.g. astronaut"
+    )
     parser.add_argument("--scale", type=int, default=2, help="SR scale of the bicubic LR images (default: 2)")
-    parser.add_argument("--patch-size", type=int, default=8, help="label patch side in HR pixels (default: 8)")
+    parser.add_argument(
+        "--patch-size", type=int, default=8, help="label patch side in HR pixels (default: 8)"
+    )
     parser.add_argument(
         "--rule",
         default="dataset_median",
@@ -66,7 +84,9 @@ def _add_label(subparsers) -> None:
 def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="params, FLOPs and CPU latency against EDSR-baseline")
     parser.add_argument("--scale", type=int, default=4, help="SR scale (default: 4)")
-    parser.add_argument("--lr-size", type=int, default=64, help="side of the LR input in pixels (default: 64)")
+    parser.add_argument(
+        "--lr-size", type=int, default=64, help="side of the LR input in pixels (default: 64)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes (default: 5)")
     parser.add_argument("--output", type=Path, help="also write the rows as JSON here")
 
@@ -81,7 +101,9 @@ def _add_prepare(subparsers) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dwsr", description="Difficulty-aware dual-way super-resolution on BasicSR.")
+    parser = argparse.ArgumentParser(
+        prog="dwsr", description="Difficulty-aware dual-way super-resolution on BasicSR."
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_test, _add_label, _add_bench, _add_prepare):
@@ -190,7 +212,13 @@ def _run_label(args: argparse.Namespace) -> int:
     from basicsr.utils.matlab_functions import imresize
 
     from dwsr.data import mod_crop
-    from dwsr.difficulty import DifficultySettings, bicubic_upsample, difficulty_labels, expand_patch_map, patch_psnr
+    from dwsr.difficulty import (
+        DifficultySettings,
+        bicubic_upsample,
+        difficulty_labels,
+        expand_patch_map,
+        patch_psnr,
+    )
     from dwsr.figures import plot_difficulty
 
     if args.scale not in (2, 3, 4):
@@ -224,8 +252,15 @@ def _run_label(args: argparse.Namespace) -> int:
 
     all_values = torch.cat([item[2].flatten() for item in computed])
     if args.rule == "dataset_median":
-        settings = DifficultySettings(patch_size=args.patch_size, rule="dataset_median", threshold_db=float(all_values.median()))
-    summary = {"rule": settings.rule, "patch_size": settings.patch_size, "median_db": float(all_values.median()), "images": {}}
+        settings = DifficultySettings(
+            patch_size=args.patch_size, rule="dataset_median", threshold_db=float(all_values.median())
+        )
+    summary = {
+        "rule": settings.rule,
+        "patch_size": settings.patch_size,
+        "median_db": float(all_values.median()),
+        "images": {},
+    }
     if settings.rule != "image_mean":
         summary["threshold_db"] = settings.threshold_db
     args.output.mkdir(parents=True, exist_ok=True)
@@ -234,7 +269,12 @@ def _run_label(args: argparse.Namespace) -> int:
         label_mask = expand_patch_map(labels, settings.patch_size, hr.shape[-2:])[0, 0].numpy()
         image = (hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         figure = plot_difficulty(
-            image, psnr_map[0, 0].numpy(), label_mask, mask, path=args.output / f"{name}_difficulty.png", title=name
+            image,
+            psnr_map[0, 0].numpy(),
+            label_mask,
+            mask,
+            path=args.output / f"{name}_difficulty.png",
+            title=name,
         )
         summary["images"][name] = {
             "hard_fraction": float(labels.mean()),
@@ -248,9 +288,8 @@ def _run_label(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from qcore.report import markdown_table
-
     from dwsr.bench import run_benchmark
+    from qcore.report import markdown_table
 
     rows = run_benchmark(scale=args.scale, lr_size=args.lr_size, repeats=args.repeats)
     print(markdown_table(rows))

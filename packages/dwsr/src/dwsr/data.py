@@ -90,7 +90,9 @@ class PairedFolder:
         for hr_path in sorted(self.gt.glob("*.png")):
             lr_path = self.lq / f"{self.filename_tmpl.format(hr_path.stem)}.png"
             if not lr_path.is_file():
-                raise MissingDataError(f"{lr_path} (the LR partner of {hr_path}) does not exist. {_HOW_TO_GET}")
+                raise MissingDataError(
+                    f"{lr_path} (the LR partner of {hr_path}) does not exist. {_HOW_TO_GET}"
+                )
             result.append((hr_path, lr_path))
         return result
 
@@ -210,7 +212,9 @@ def build_skimage_dataset(
         split_root = root / split
         expected = {f"{name}.png" for name in photos}
         folders = [split_root / "GTmod12"] + [split_root / f"LRbicx{scale}" for scale in scales]
-        complete = all(folder.is_dir() and {p.name for p in folder.glob("*.png")} == expected for folder in folders)
+        complete = all(
+            folder.is_dir() and {p.name for p in folder.glob("*.png")} == expected for folder in folders
+        )
         if not complete:
             logger.info("Writing %d %s photographs to %s", len(photos), split, split_root)
             _write_split(split_root, photos, crop, scales)

@@ -1,9 +1,9 @@
 """PSNR-prior difficulty labels of DWSR.
 
 "Difficulty-aware Image Super Resolution via Deep Adaptive Dual-Network" (arXiv 1904.05802) labels regions
-as easy or hard with a PSNR prior. Our reading: split the high-resolution image into square patches,
-compute the PSNR of the bicubic upsampling of the low-resolution image against the high-resolution image
-in each patch, and call a patch hard (label 1) when its PSNR is below a threshold. Patch size, threshold
+as easy or hard with a PSNR prior. Our reading splits the high-resolution image into square patches and
+computes, in each patch, the PSNR of the bicubic upsampling of the low-resolution image. A patch is hard
+(label 1) when its PSNR is below a threshold. Patch size, threshold
 rule, colour channel, PSNR cap and bicubic kernel are options because the paper does not state them.
 """
 
@@ -44,7 +44,7 @@ PSNR_CHANNELS = ("y", "rgb")
 
 @dataclass(frozen=True)
 class DifficultySettings:
-    """How patch labels are computed; every default is our choice, the paper leaves all of them open.
+    """Settings of the patch labels. Every default is our choice because the paper leaves them open.
 
     Attributes:
         patch_size: Side of the square label patches, in high-resolution pixels.
@@ -112,7 +112,7 @@ def patch_psnr(
     """Compute the PSNR of each ``patch_size`` square patch, for images in [0, 1].
 
     Patches at the right and bottom edges may be smaller when the size is not a multiple of
-    ``patch_size``; their PSNR uses the pixels they contain.
+    ``patch_size``. Their PSNR uses the pixels they contain.
 
     Args:
         prediction: Images ``(B, 3, H, W)`` (or ``(B, 1, H, W)`` already in the measured channel).
@@ -203,7 +203,9 @@ def dataset_patch_psnrs(
             )
         hr = hr[..., :height, :width]
         values.append(
-            patch_psnr(upsampled, hr, settings.patch_size, channel=settings.channel, max_psnr=settings.max_psnr)
+            patch_psnr(
+                upsampled, hr, settings.patch_size, channel=settings.channel, max_psnr=settings.max_psnr
+            )
             .flatten()
             .float()
         )

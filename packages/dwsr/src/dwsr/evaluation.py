@@ -23,7 +23,7 @@ from basicsr.utils.matlab_functions import imresize
 
 from dwsr.data import PairedFolder
 from dwsr.difficulty import DifficultySettings
-from dwsr.models.dwsr_model import compute_label_mask
+from dwsr.models.dwsr_model import compute_label_mask, compute_psnr_map
 
 __all__ = ["ImageResult", "bicubic_sr", "evaluate_folder", "region_psnr", "ssim_map"]
 
@@ -148,6 +148,7 @@ def evaluate_folder(
             result.sr = sr_bgr[:, :, ::-1].copy()
             result.gt = gt_bgr[:, :, ::-1].copy()
             result.hard_mask = hard
+            result.extras["psnr_map"] = compute_psnr_map(lq, gt, scale, settings)[0, 0].numpy()
             if mask_predictor is not None:
                 with torch.no_grad():
                     result.predicted_mask = mask_predictor(lq)[0, 0].numpy()

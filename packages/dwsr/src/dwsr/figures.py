@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["plot_crops", "plot_difficulty", "select_crop"]
 
@@ -32,9 +32,9 @@ def plot_difficulty(
     figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.4))
     axes[0].imshow(image)
     axes[0].set_title("HR image")
-    shown = axes[1].imshow(psnr_map, cmap="viridis")
+    psnr_image = axes[1].imshow(psnr_map, cmap="viridis")
     axes[1].set_title("bicubic PSNR per patch (dB)")
-    figure.colorbar(shown, ax=axes[1], fraction=0.046)
+    figure.colorbar(psnr_image, ax=axes[1], fraction=0.046)
     axes[2].imshow(label_mask, cmap="gray", vmin=0, vmax=1)
     axes[2].set_title(f"labels (hard {label_mask.mean():.0%})")
     if predicted_mask is not None:

@@ -3,7 +3,7 @@
 BasicSR reads its options path from ``sys.argv`` (``-opt file.yml``); these helpers set the arguments,
 apply the compatibility fixes of :mod:`dwsr._compat`, and restore ``sys.argv`` afterwards. BasicSR 1.4.2
 sets up its ``basicsr`` logger once per process, so a second run in the same process would write no log
-file; each run here starts from a fresh ``basicsr`` logger and closes its handlers at the end. Experiments go
+file. Each run here therefore starts from a fresh ``basicsr`` logger and closes its handlers at the end. Experiments go
 to ``<root_path>/experiments/<name>`` (models, training states, logs) and test results to
 ``<root_path>/results/<name>``.
 """
@@ -87,8 +87,9 @@ def run_train_pipeline(options_path: Path, root_path: Path, *, auto_resume: bool
         root_path: Folder that receives ``experiments/`` and ``tb_logger/``.
         auto_resume: Resume from the newest ``training_states/<iter>.state`` of the experiment, if any.
     """
-    import dwsr  # noqa: F401  (registers the DWSR classes before BasicSR builds anything)
     from basicsr.train import train_pipeline
+
+    import dwsr  # noqa: F401  (registers the DWSR classes before BasicSR builds anything)
 
     options_path = Path(options_path).resolve()
     arguments = ["-opt", str(options_path)] + (["--auto_resume"] if auto_resume else [])
@@ -100,8 +101,9 @@ def run_train_pipeline(options_path: Path, root_path: Path, *, auto_resume: bool
 
 def run_test_pipeline(options_path: Path, root_path: Path) -> Path:
     """Evaluate with ``basicsr.test.test_pipeline`` from an options file; return the results folder."""
-    import dwsr  # noqa: F401
     from basicsr.test import test_pipeline
+
+    import dwsr  # noqa: F401
 
     options_path = Path(options_path).resolve()
     with _basicsr_argv(["-opt", str(options_path)]), _fresh_basicsr_logger():

@@ -1,8 +1,8 @@
 """BasicSR options dicts of DWSR and its single-way baseline, for the options files and the presets.
 
 The ``paper`` recipe is the standard EDSR-baseline setting of 2019 SR papers (DIV2K, 48x48 LR patches,
-batch 16, Adam at 1e-4, 300k iterations) with DWSR's extra options; arXiv 1904.05802 publishes none of
-them, so every value is our choice. ``packages/dwsr/options/train_DWSR_x{2,3,4}.yml`` hold the same values.
+batch 16, Adam at 1e-4, 300k iterations) with DWSR's extra options. The abstract of arXiv 1904.05802 gives
+none of them, so every value is our choice. ``packages/dwsr/options/train_DWSR_x{2,3,4}.yml`` hold the same values.
 """
 
 from __future__ import annotations
@@ -211,8 +211,9 @@ def dwsr_train_options(
 def baseline_train_options(dwsr_options: dict, name: str) -> dict:
     """Return ``SRModel`` options of the single-way baseline matched to ``dwsr_options``.
 
-    Same data, seed, iterations, optimiser and pixel loss; one ``EDSR`` with the parameter count of the
-    whole DWSR network; a plain multi-step schedule over the same milestones, without restarts.
+    The baseline keeps the data, seed, iterations, optimiser and pixel loss. Its network is one ``EDSR``
+    with the parameter count of the whole DWSR network, and its schedule is a plain multi-step schedule
+    over the same milestones, without restarts.
     """
     options = copy.deepcopy(dwsr_options)
     options["name"] = name
@@ -222,7 +223,11 @@ def baseline_train_options(dwsr_options: dict, name: str) -> dict:
     for key in ("easy_opt", "hard_opt", "recognition_opt", "difficulty", "stages"):
         train.pop(key, None)
     scheduler = train["scheduler"]
-    train["scheduler"] = {"type": "MultiStepLR", "milestones": scheduler["milestones"], "gamma": scheduler["gamma"]}
+    train["scheduler"] = {
+        "type": "MultiStepLR",
+        "milestones": scheduler["milestones"],
+        "gamma": scheduler["gamma"],
+    }
     return options
 
 
@@ -239,7 +244,9 @@ def shorten_schedule(options: dict, total_iter: int) -> dict:
     train["total_iter"] = total_iter
     stages = train.get("stages")
     if stages:
-        for stage, iters in zip(stages, scale_stage_iters([s["iters"] for s in stages], total_iter), strict=True):
+        for stage, iters in zip(
+            stages, scale_stage_iters([s["iters"] for s in stages], total_iter), strict=True
+        ):
             stage["iters"] = iters
     scheduler = train.get("scheduler", {})
 

@@ -1,8 +1,9 @@
 """Reproduction of DWSR for ``qcore-reproduce``: DWSR against a single-way baseline of equal size.
 
-Both networks train through BasicSR's ``train_pipeline`` for the same iterations on the same data; the
-report gives Y-channel PSNR and SSIM of both and of bicubic upsampling, over whole images and over their
-easy and hard regions (PSNR-prior labels of the bicubic upsampling, threshold from the training set).
+Both networks train through BasicSR's ``train_pipeline`` for the same iterations on the same data. The
+report gives the Y-channel PSNR and SSIM of both and of bicubic upsampling, over whole images and over
+their easy and hard regions. The regions are the PSNR-prior labels of the bicubic upsampling, with the
+threshold taken from the training set.
 
 Presets: ``smoke`` (a tiny network for a few iterations on three photographs), ``default`` (a small network
 for a few minutes on scikit-image's photographs, held-out photographs for testing) and ``paper`` (the
@@ -22,11 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from qcore.bench import count_flops
-from qcore.report import markdown_table
-from qcore.reproduce import DataNotFoundError, ReproductionContext, ReproductionResult, ResultRow
 
-from dwsr.archs import DWSRNet
 from dwsr.baseline import count_parameters
 from dwsr.data import (
     BENCHMARK_SETS,
@@ -39,11 +36,14 @@ from dwsr.data import (
     check_folders,
     div2k_folder,
 )
-from dwsr.difficulty import DifficultySettings, dataset_patch_psnrs, median_db, patch_psnr
+from dwsr.difficulty import DifficultySettings, dataset_patch_psnrs, median_db
 from dwsr.evaluation import ImageResult, evaluate_folder
 from dwsr.figures import plot_crops, plot_difficulty, select_crop
 from dwsr.pipeline import experiment_folder, run_train_pipeline, save_options
 from dwsr.recipes import baseline_train_options, dwsr_network_options, dwsr_train_options
+from qcore.bench import count_flops
+from qcore.report import markdown_table
+from qcore.reproduce import DataNotFoundError, ReproductionContext, ReproductionResult, ResultRow
 
 __all__ = ["PRESETS", "ReproductionPreset", "reproduce"]
 
@@ -137,7 +137,9 @@ def _collect_data(context: ReproductionContext, preset: ReproductionPreset) -> l
         return [
             _ScaleData(
                 scale,
-                PairedFolder("skimage_train", splits["train"] / "GTmod12", splits["train"] / f"LRbicx{scale}"),
+                PairedFolder(
+                    "skimage_train", splits["train"] / "GTmod12", splits["train"] / f"LRbicx{scale}"
+                ),
                 PairedFolder("skimage_test", splits["test"] / "GTmod12", splits["test"] / f"LRbicx{scale}"),
                 [PairedFolder("skimage_test", splits["test"] / "GTmod12", splits["test"] / f"LRbicx{scale}")],
             )
@@ -162,8 +164,9 @@ def _collect_data(context: ReproductionContext, preset: ReproductionPreset) -> l
 
 
 def _load_network(network_options: dict, weights: Path) -> torch.nn.Module:
-    import dwsr  # noqa: F401
     from basicsr.archs import build_network
+
+    import dwsr  # noqa: F401
 
     network = build_network(dict(network_options))
     network.load_state_dict(torch.load(weights, map_location="cpu")["params"])
@@ -201,13 +204,15 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     for item in data:
         settings = DifficultySettings(patch_size=preset.patch_size, rule="dataset_median")
         threshold = median_db(dataset_patch_psnrs(item.train.pairs(), item.scale, settings))
-        settings = DifficultySettings(patch_size=preset.patch_size, rule="dataset_median", threshold_db=threshold)
+        settings = DifficultySettings(
+            patch_size=preset.patch_size, rule="dataset_median", threshold_db=threshold
+        )
         for test in item.tests:
             means, _ = evaluate_folder(None, test, item.scale, settings)
             for metric in _METRICS:
-                per_model["bicubic"].setdefault(_metric_key(metric, test.name, item.scale, primary), []).append(
-                    means[metric]
-                )
+                per_model["bicubic"].setdefault(
+                    _metric_key(metric, test.name, item.scale, primary), []
+                ).append(means[metric])
 
         for seed in context.seeds:
             network = dwsr_network_options(item.scale, **preset.network)
@@ -246,7 +251,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
             for test in item.tests:
                 for label, network in trained.items():
                     keep = (test.name, item.scale) == primary and seed == context.seeds[0]
-                    mask_predictor = (lambda x, net=network: net.predict_mask(x)[0]) if label == "DWSR" else None
+                    mask_predictor = (
+                        (lambda x, net=network: net.predict_mask(x)[0]) if label == "DWSR" else None
+                    )
                     means, images = evaluate_folder(
                         network, test, item.scale, settings, keep_images=keep, mask_predictor=mask_predictor
                     )
@@ -256,7 +263,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
                         key = _metric_key(metric, test.name, item.scale, primary)
                         per_model[label].setdefault(key, []).append(means[metric])
         if (primary[1]) == item.scale:
-            _, bicubic_images = evaluate_folder(None, data[0].tests[0], item.scale, settings, keep_images=True)
+            _, bicubic_images = evaluate_folder(
+                None, data[0].tests[0], item.scale, settings, keep_images=True
+            )
             figure_inputs["bicubic"] = bicubic_images
             primary_settings = settings
 
@@ -288,7 +297,9 @@ def _rows(per_model: dict, info: dict, seed_count: int) -> list[ResultRow]:
                 params=extra.get("params"),
                 flops=extra.get("flops"),
                 seconds=float(np.mean(seconds)) if seconds else None,
-                notes=f"mean of {seed_count} seed(s); FLOPs for one 64x64 input" if extra else "MATLAB-style bicubic",
+                notes=f"mean of {seed_count} seed(s); FLOPs for one 64x64 input"
+                if extra
+                else "MATLAB-style bicubic",
             )
         )
     return rows
@@ -307,12 +318,9 @@ def _draw_figures(
     baseline = figure_inputs["single-way EDSR"][index]
 
     scale = primary[1]
-    bicubic_float = torch.from_numpy(bicubic.sr).permute(2, 0, 1)[None].float() / 255.0
-    gt_float = torch.from_numpy(chosen.gt).permute(2, 0, 1)[None].float() / 255.0
-    psnr_map = patch_psnr(bicubic_float, gt_float, settings.patch_size, max_psnr=settings.max_psnr)[0, 0].numpy()
     difficulty_path = plot_difficulty(
         chosen.gt,
-        psnr_map,
+        chosen.extras["psnr_map"],
         chosen.hard_mask.astype(np.float32),
         chosen.predicted_mask,
         path=context.run_dir.figure_path("dwsr_difficulty.png"),

@@ -12,9 +12,9 @@ Grad-CAM map M ≥ 0 (normalised to a maximum of 1 per image) and a binary foreg
   where the map reaches the threshold τ (default 0.5 of the image's maximum).
 
 Grad-CAM follows Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
-Localization" (arXiv 1610.02391): channel weights are the spatial means of the class score's gradient with
-respect to the layer's activation, and the map is ReLU of the weighted channel sum, upsampled bilinearly to
-the input size. The diagnostic works on any model whose chosen layer outputs a (B, K, h, w) tensor.
+Localization" (arXiv 1610.02391). The channel weights are the spatial means of the class score's gradient
+with respect to the layer's activation. The map is ReLU of the weighted channel sum, upsampled bilinearly
+to the input size. The diagnostic works on any model whose chosen layer outputs a (B, K, h, w) tensor.
 """
 
 from __future__ import annotations
@@ -187,7 +187,9 @@ def boxes_to_masks(boxes: Sequence[Tensor | Sequence[Sequence[float]]], height: 
         for box in image_boxes:
             x_min, y_min, x_max, y_max = (float(value) for value in box)
             if x_max <= x_min or y_max <= y_min:
-                raise ValueError(f"box {tuple(box)} of image {index} is empty; expected x_min < x_max, y_min < y_max")
+                raise ValueError(
+                    f"box {tuple(box)} of image {index} is empty; expected x_min < x_max, y_min < y_max"
+                )
             left, top = max(0, math.floor(x_min)), max(0, math.floor(y_min))
             right, bottom = min(width, math.ceil(x_max)), min(height, math.ceil(y_max))
             masks[index, top:bottom, left:right] = True
@@ -199,9 +201,9 @@ def collect_masked_images(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Take the first ``count`` items of a dataset and return ``(images, masks, labels)``.
 
-    Items may be ``(image, label)``, in which case the mask comes from ``intensity_masks`` with
-    ``mask_threshold`` (bright foreground on a dark background, as in the digits data), or
-    ``(image, label, target)`` where ``target`` is a (H, W) foreground mask or a (K, 4) tensor of
+    Items may be ``(image, label)``. Their mask then comes from ``intensity_masks`` with ``mask_threshold``,
+    which fits bright foreground on a dark background as in the digits data. Items may also be
+    ``(image, label, target)``, where ``target`` is a (H, W) foreground mask or a (K, 4) tensor of
     (x_min, y_min, x_max, y_max) pixel boxes.
 
     Returns:
@@ -338,7 +340,9 @@ def plot_attention_overlays(
         axes[row][0].contour(mask, levels=[0.5], colors="lime", linewidths=0.8)
         for column, (name, maps) in enumerate(maps_by_model.items(), start=1):
             axes[row][column].imshow(picture, cmap="gray")
-            axes[row][column].imshow(maps[row].detach().float().cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axes[row][column].imshow(
+                maps[row].detach().float().cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1
+            )
             axes[row][column].contour(mask, levels=[0.5], colors="white", linewidths=0.6)
             if row == 0:
                 axes[row][column].set_title(name, fontsize=9)

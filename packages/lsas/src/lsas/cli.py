@@ -1,7 +1,8 @@
 """Console script ``lsas``: train, evaluate, bench and diagnose CIFAR ResNets with LSAS.
 
-``train``, ``evaluate`` and ``bench`` are the shared commands of ``qcore.vision.cli``; ``train`` places
-LSAS in the third stage by default, as the official code does (``--attn-stages 0 1 2`` for all stages).
+``train``, ``evaluate`` and ``bench`` are the shared commands of ``qcore.vision.cli``. ``train`` places
+LSAS in the third stage by default, as the official code does, and ``--attn-stages 0 1 2`` selects all
+stages.
 ``diagnose`` measures attention bias with Grad-CAM for one or more trained checkpoints.
 """
 
@@ -47,13 +48,22 @@ def _add_diagnose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=128, help="number of test images to diagnose")
     parser.add_argument("--layer", default="layer3", help="dotted name of the module Grad-CAM explains")
     parser.add_argument(
-        "--mask-threshold", type=float, default=0.5, help="foreground threshold on the min-max scaled intensity"
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="foreground threshold on the min-max scaled intensity",
     )
     parser.add_argument(
-        "--coverage-threshold", type=float, default=0.5, help="map value (fraction of its maximum) that covers a pixel"
+        "--coverage-threshold",
+        type=float,
+        default=0.5,
+        help="map value (fraction of its maximum) that covers a pixel",
     )
     parser.add_argument(
-        "--target", default="label", choices=("label", "predicted"), help="class whose score Grad-CAM explains"
+        "--target",
+        default="label",
+        choices=("label", "predicted"),
+        help="class whose score Grad-CAM explains",
     )
     parser.add_argument("--output", default="runs/lsas/diagnose", help="folder for bias.json and the figure")
 
@@ -78,7 +88,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         )
         model = build_model_from_config(config, num_classes)
         model.load_state_dict(checkpoint.state_dict)
-        images, masks, labels = collect_masked_images(test_set, count=args.images, mask_threshold=args.mask_threshold)
+        images, masks, labels = collect_masked_images(
+            test_set, count=args.images, mask_threshold=args.mask_threshold
+        )
         report = diagnose_attention_bias(
             model,
             images,
@@ -93,7 +105,9 @@ def _diagnose(args: argparse.Namespace) -> int:
 
     run_dir = RunDir(args.output)
     run_dir.write_json("bias.json", rows)
-    figure = plot_attention_overlays(images, maps_by_model, masks, path=run_dir.figure_path("attention_bias.png"))
+    figure = plot_attention_overlays(
+        images, maps_by_model, masks, path=run_dir.figure_path("attention_bias.png")
+    )
     print(markdown_table(rows, ["model", "outside_share", "mask_coverage", "images"]))
     print(json.dumps({"output": str(run_dir.path), "figure": str(figure)}))
     return 0
@@ -110,4 +124,3 @@ main = build_attention_cli(
     train_defaults={"attn_stages": OFFICIAL_CIFAR_STAGES},
     extra_commands={"diagnose": (_add_diagnose_arguments, _diagnose)},
 )
-

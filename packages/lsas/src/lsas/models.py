@@ -52,7 +52,9 @@ def _resolve_indices(
             return official
         if stages == "all":
             return everything
-        raise ValueError(f"invalid {what} {stages!r}; use 'official', 'all' or a list of indices from {everything}")
+        raise ValueError(
+            f"invalid {what} {stages!r}; use 'official', 'all' or a list of indices from {everything}"
+        )
     indices = tuple(sorted(set(stages)))
     bad = [index for index in indices if index not in everything]
     if bad:
@@ -62,13 +64,18 @@ def _resolve_indices(
 
 def resolve_cifar_stages(stages: str | Iterable[int]) -> tuple[int, ...]:
     """Return the 0-based CIFAR stage indices for ``"official"`` (stage 3 only), ``"all"`` or a list."""
-    return _resolve_indices(stages, official=OFFICIAL_CIFAR_STAGES, everything=ALL_CIFAR_STAGES, what="CIFAR stages")
+    return _resolve_indices(
+        stages, official=OFFICIAL_CIFAR_STAGES, everything=ALL_CIFAR_STAGES, what="CIFAR stages"
+    )
 
 
 def resolve_torchvision_layers(layers: str | Iterable[int]) -> tuple[int, ...]:
     """Return torchvision layer numbers (1 to 4) for ``"official"`` (3 and 4), ``"all"`` or a list."""
     return _resolve_indices(
-        layers, official=OFFICIAL_TORCHVISION_LAYERS, everything=ALL_TORCHVISION_LAYERS, what="torchvision layers"
+        layers,
+        official=OFFICIAL_TORCHVISION_LAYERS,
+        everything=ALL_TORCHVISION_LAYERS,
+        what="torchvision layers",
     )
 
 
@@ -91,7 +98,9 @@ def create_lsas_resnet(
         **kwargs: passed on to ``CifarResNet`` (for example ``num_classes``).
     """
     attn_layer = functools.partial(LSAS, order=order, reduction=reduction)
-    return create_cifar_resnet(name, attn_layer=attn_layer, attn_stages=resolve_cifar_stages(stages), **kwargs)
+    return create_cifar_resnet(
+        name, attn_layer=attn_layer, attn_stages=resolve_cifar_stages(stages), **kwargs
+    )
 
 
 def attach_lsas_torchvision(
@@ -108,7 +117,9 @@ def attach_lsas_torchvision(
     for number in resolve_torchvision_layers(layers):
         layer = getattr(model, f"layer{number}", None)
         if layer is None:
-            raise ValueError(f"{type(model).__name__} has no attribute layer{number}; expected a torchvision ResNet")
+            raise ValueError(
+                f"{type(model).__name__} has no attribute layer{number}; expected a torchvision ResNet"
+            )
         attach_attention_torchvision(layer, LSAS, order=order, reduction=reduction)
     return model
 

@@ -34,7 +34,7 @@ class LSAS(nn.Module):
     Args:
         channels: number of channels C of the feature map.
         order: number k of sub-attention steps. 0 gives plain SE; the official code offers 0 to 5 and
-            uses 1 unless told otherwise.
+            uses 1 by default.
         reduction: SE reduction ratio; the hidden width is C // reduction.
         rd_channels: SE hidden width; overrides ``reduction`` when given.
         device: device of the parameters.

@@ -1,8 +1,8 @@
 """Reproduction of LSAS: plain ResNet, SE in every stage and SE + LSAS in the official stages, same seeds.
 
 Besides accuracy, the run measures attention bias with Grad-CAM (see ``lsas.attention_bias``) on test
-images whose foreground masks come from the digit strokes. CIFAR has no foreground masks, so the paper
-preset reports accuracy only.
+images whose foreground masks come from the digit strokes. The CIFAR datasets ship no foreground masks or
+boxes, so the paper preset reports accuracy only.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def _variants(diagnostic: _BiasDiagnostic | None) -> dict[str, Any]:
     def hook(name: str):
         return None if diagnostic is None else diagnostic.hook(name)
 
-    # NOTE: after_training makes the plain and SE runs uncacheable, so this package trains its own baselines
-    # instead of sharing the runs of the other attention packages; the Grad-CAM maps need the trained models.
+    # NOTE: the Grad-CAM maps need the trained models, and after_training makes the plain and SE runs
+    # uncacheable. This package therefore trains its own baselines instead of sharing the cached runs.
     return {
         "plain": Variant(attn_layer=None, role="baseline", after_training=hook("plain")),
         "se": Variant(attn_layer="se", role="baseline", after_training=hook("se")),
@@ -99,8 +99,10 @@ def _diagnostic_section(context: ReproductionContext, diagnostic: _BiasDiagnosti
         rows.append(
             {
                 "model": name,
-                "outside_share (lower is better)": sum(s["outside_share"] for s in summaries) / len(summaries),
-                "mask_coverage (higher is better)": sum(s["mask_coverage"] for s in summaries) / len(summaries),
+                "outside_share (lower is better)": sum(s["outside_share"] for s in summaries)
+                / len(summaries),
+                "mask_coverage (higher is better)": sum(s["mask_coverage"] for s in summaries)
+                / len(summaries),
                 "images": summaries[0]["images"],
             }
         )

@@ -29,6 +29,7 @@ def _timed_variant(
     data: PreparedData,
     model_name: str,
     *,
+    train_batch_size: int | None,
     mg: bool,
     beta: int,
     epochs: int,
@@ -43,7 +44,8 @@ def _timed_variant(
         seed=0,
         device=device,
         checkpoint_dir=work_dir / ("mg" if mg else "plain"),
-        overrides={"mg_beta": beta, "max_train_batches": max_batches},
+        overrides={"mg_beta": beta, "max_train_batches": max_batches}
+        | ({} if train_batch_size is None else {"train_batch_size": train_batch_size}),
     )
     init_seed(0, True)
     train_data, _, test_data = data_preparation(config, create_dataset(config))
@@ -74,36 +76,28 @@ def benchmark_overhead(
     beta: int = 3,
     epochs: int = 3,
     max_batches: int | None = None,
+    train_batch_size: int | None = None,
     device: str = "cpu",
     work_dir: str | Path = "bench",
 ) -> dict[str, Any]:
     """Time plain and MG training epochs (median over ``epochs``) and one full evaluation of each.
 
     Returns:
-        The raw timings of both variants, ``epoch_time_ratio`` (MG / plain), its ideal ``1 + 1/beta``, and
-        ``evaluation_throughput_ratio`` (MG-trained / plain-trained users per second).
+        The raw timings of both variants, ``epoch_time_ratio`` (MG / plain), its ideal ``1 + 1/beta``,
+        ``optimizer_step_ratio`` (``(N + ceil(N / beta)) / N`` for N batches, the exact ideal for this epoch
+        length) and ``evaluation_throughput_ratio`` (MG-trained / plain-trained users per second).
     """
     work_dir = Path(work_dir)
-    plain = _timed_variant(
-        data,
-        model,
-        mg=False,
-        beta=beta,
-        epochs=epochs,
-        max_batches=max_batches,
-        device=device,
-        work_dir=work_dir,
-    )
-    mirror = _timed_variant(
-        data,
-        model,
-        mg=True,
-        beta=beta,
-        epochs=epochs,
-        max_batches=max_batches,
-        device=device,
-        work_dir=work_dir,
-    )
+    settings = {
+        "train_batch_size": train_batch_size,
+        "beta": beta,
+        "epochs": epochs,
+        "max_batches": max_batches,
+        "device": device,
+        "work_dir": work_dir,
+    }
+    plain = _timed_variant(data, model, mg=False, **settings)
+    mirror = _timed_variant(data, model, mg=True, **settings)
     shutil.rmtree(work_dir, ignore_errors=True)
     return {
         "model": model,

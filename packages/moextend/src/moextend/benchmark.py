@@ -18,11 +18,11 @@ import dataclasses
 from typing import Any
 
 import torch
-from qcore.bench import compare, median_time, peak_memory
-from qcore.report import markdown_table
 
 from moextend.extend import ExtensionPlan, extend_model, extended_blocks
 from moextend.tiny import tiny_moe_model
+from qcore.bench import compare, median_time, peak_memory
+from qcore.report import markdown_table
 
 __all__ = ["BenchmarkSize", "format_results", "run_benchmark"]
 
@@ -70,7 +70,10 @@ def run_benchmark(
     rows: list[dict[str, Any]] = []
     original_block, extended_block = original.model.layers[0].mlp, extended.model.layers[0].mlp
     with torch.no_grad():
-        for name, block in (("original block forward", original_block), ("extended block forward", extended_block)):
+        for name, block in (
+            ("original block forward", original_block),
+            ("extended block forward", extended_block),
+        ):
             rows.append(
                 {
                     "model": name,
@@ -106,7 +109,9 @@ def run_benchmark(
         )
     block_rows = compare(rows[:2], baseline="original block forward", metrics=["seconds", "peak_bytes"])
     step_rows = compare(
-        rows[2:], baseline="full fine-tuning step", metrics=["seconds", "peak_bytes", "trainable", "grad_and_optimizer_bytes"]
+        rows[2:],
+        baseline="full fine-tuning step",
+        metrics=["seconds", "peak_bytes", "trainable", "grad_and_optimizer_bytes"],
     )
     return block_rows + step_rows
 

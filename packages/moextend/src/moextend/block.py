@@ -35,7 +35,9 @@ class RoutingCalibration(nn.Module):
             starts at zero, so the module outputs exactly zero until it is trained.
     """
 
-    def __init__(self, num_experts: int, *, hidden_features: int = 16, initializer_range: float = 0.02) -> None:
+    def __init__(
+        self, num_experts: int, *, hidden_features: int = 16, initializer_range: float = 0.02
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(num_experts, hidden_features, bias=False)
         self.act = nn.GELU()
@@ -85,12 +87,14 @@ class ExtendedSparseMoeBlock(nn.Module):
         weight = router_weight(gate)
         num_old, hidden_size = weight.shape
         view = read_experts(experts, hidden_size)
+
         if view.num_experts != num_old:
             raise ValueError(f"router has {num_old} rows but the block has {view.num_experts} experts")
         if num_new_experts < 1:
             raise ValueError(f"num_new_experts must be at least 1, got {num_new_experts}")
         if not 1 <= top_k <= num_old + num_new_experts:
             raise ValueError(f"top_k={top_k} must be between 1 and {num_old + num_new_experts}")
+
         self.gate = gate
         self.experts = experts
         self.top_k = top_k
@@ -100,6 +104,7 @@ class ExtendedSparseMoeBlock(nn.Module):
         self.hidden_size = hidden_size
         self.intermediate_size = view.intermediate_size
         self.act_fn = view.act_fn
+
         # Placeholders with the right shapes. :meth:`initialize_from` copies the source experts into them.
         factory = {"dtype": weight.dtype, "device": weight.device}
         self.new_router = nn.Parameter(torch.zeros(num_new_experts, hidden_size, **factory))
@@ -160,11 +165,14 @@ class ExtendedSparseMoeBlock(nn.Module):
             ``(router_logits (T, E + n), top_k_weights (T, k) float32, top_k_index (T, k))``.
         """
         logits = torch.cat(
-            [F.linear(hidden_states, router_weight(self.gate)), F.linear(hidden_states, self.new_router)], dim=-1
+            [F.linear(hidden_states, router_weight(self.gate)), F.linear(hidden_states, self.new_router)],
+            dim=-1,
         )
         probabilities = torch.softmax(logits.float(), dim=-1)
         _, top_k_index = torch.topk(probabilities, self.top_k, dim=-1)
-        calibrated = probabilities + self.calibration(probabilities.to(self.calibration.fc1.weight.dtype)).float()
+        calibrated = (
+            probabilities + self.calibration(probabilities.to(self.calibration.fc1.weight.dtype)).float()
+        )
         top_k_weights = calibrated.gather(-1, top_k_index)
         if self.normalize_top_k:
             top_k_weights = top_k_weights / top_k_weights.sum(dim=-1, keepdim=True)

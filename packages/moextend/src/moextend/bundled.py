@@ -127,7 +127,9 @@ def photo_samples(*, size: int = 32) -> list[ChatSample]:
         sentence = f"This is {caption}."
         samples.append(
             ChatSample(
-                turns=[(f"{IMAGE_MARKER}\n{CAPTION_QUESTION}", sentence)], image=image, sample_id=f"photo-{name}"
+                turns=[(f"{IMAGE_MARKER}\n{CAPTION_QUESTION}", sentence)],
+                image=image,
+                sample_id=f"photo-{name}",
             )
         )
     return samples

@@ -1,7 +1,7 @@
 """``moextend`` command line: ``align``, ``probe``, ``extend``, ``finetune``, ``chat`` and ``bench``.
 
 Each training command reads the previous stage's folder (``--model``) and writes ``<output-dir>/model``,
-``config.yaml`` with the resolved settings and ``checkpoints/last`` while it trains; rerunning the same
+``config.yaml`` with the resolved settings, and ``checkpoints/last`` while it trains. Rerunning the same
 command resumes from that checkpoint. ``--preset tiny`` builds a random tiny Mixtral, a tiny CLIP tower and
 a folder of drawn shapes, so every command runs on a CPU without downloads.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from qcore.config import Config, check_positive, option
 from qcore.rundir import RunDir
 from qcore.seeding import seed_everything
@@ -92,8 +93,12 @@ def _build_parser() -> argparse.ArgumentParser:
         if field.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(field.type), str)
-        parser.add_argument(flag, type=kind, default=None, help=help_text, choices=field.metadata.get("choices"))
+        kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(
+            str(field.type), str
+        )
+        parser.add_argument(
+            flag, type=kind, default=None, help=help_text, choices=field.metadata.get("choices")
+        )
     return parser
 
 

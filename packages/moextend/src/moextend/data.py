@@ -74,25 +74,33 @@ def _parse_turns(record: Mapping[str, Any], source: str, position: int) -> list[
         role, value = str(turn["from"]).lower(), turn["value"]
         if role not in _USER_ROLES | _ASSISTANT_ROLES:
             raise _malformed(
-                source, position, f"turn {turn_number} has role {turn['from']!r}; expected human/user or gpt/assistant"
+                source,
+                position,
+                f"turn {turn_number} has role {turn['from']!r}; expected human/user or gpt/assistant",
             )
         if not isinstance(value, str):
             raise _malformed(source, position, f"turn {turn_number} has a non-string value")
         roles_and_values.append(("user" if role in _USER_ROLES else "assistant", value))
     if len(roles_and_values) % 2:
-        raise _malformed(source, position, f"{len(roles_and_values)} turns; user and assistant turns must pair up")
+        raise _malformed(
+            source, position, f"{len(roles_and_values)} turns; user and assistant turns must pair up"
+        )
     pairs = []
     for turn_number in range(0, len(roles_and_values), 2):
         (first_role, question), (second_role, answer) = roles_and_values[turn_number : turn_number + 2]
         if first_role != "user" or second_role != "assistant":
             raise _malformed(
-                source, position, f"turns {turn_number} and {turn_number + 1} are {first_role}, {second_role}; "
-                "turns must alternate user, assistant"
+                source,
+                position,
+                f"turns {turn_number} and {turn_number + 1} are {first_role}, {second_role}; "
+                "turns must alternate user, assistant",
             )
         if not answer.strip():
             raise _malformed(source, position, f"turn {turn_number + 1} has an empty assistant answer")
         if IMAGE_MARKER in answer:
-            raise _malformed(source, position, f"turn {turn_number + 1} has {IMAGE_MARKER} in an assistant answer")
+            raise _malformed(
+                source, position, f"turn {turn_number + 1} has {IMAGE_MARKER} in an assistant answer"
+            )
         pairs.append((question, answer))
     return pairs
 
@@ -211,7 +219,10 @@ def encode_conversation(
     labels = [IGNORE_INDEX]
     for turn_number, (question, answer) in enumerate(turns):
         prompt = _encode_text(
-            tokenizer, f"{template.user_prefix}{question}{template.user_suffix}", image_token_id, num_image_tokens
+            tokenizer,
+            f"{template.user_prefix}{question}{template.user_suffix}",
+            image_token_id,
+            num_image_tokens,
         )
         input_ids += prompt
         labels += [IGNORE_INDEX] * len(prompt)

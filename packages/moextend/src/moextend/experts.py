@@ -97,7 +97,9 @@ class ModuleListExpertsView(ExpertsView):
     def expert_output(self, index: int, hidden_states: torch.Tensor) -> torch.Tensor:
         gate_name, up_name, down_name = self.names
         expert = self.experts[index]
-        hidden = self.act_fn(getattr(expert, gate_name)(hidden_states)) * getattr(expert, up_name)(hidden_states)
+        hidden = self.act_fn(getattr(expert, gate_name)(hidden_states)) * getattr(expert, up_name)(
+            hidden_states
+        )
         return getattr(expert, down_name)(hidden)
 
     def fused_weights(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +129,11 @@ def router_weight(gate: nn.Module) -> torch.Tensor:
     """Return the router weight ``(E, H)`` of a 5.x ``*TopKRouter`` or a 4.x bias-free ``nn.Linear`` gate."""
     weight = getattr(gate, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise ValueError(f"router {type(gate).__name__} has no 2-D weight of shape (num_experts, hidden_size)")
+        raise ValueError(
+            f"router {type(gate).__name__} has no 2-D weight of shape (num_experts, hidden_size)"
+        )
     if getattr(gate, "bias", None) is not None:
-        raise ValueError(f"router {type(gate).__name__} has a bias, which the extended MoE block does not model")
+        raise ValueError(
+            f"router {type(gate).__name__} has a bias, which the extended MoE block does not model"
+        )
     return weight

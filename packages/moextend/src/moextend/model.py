@@ -1,8 +1,8 @@
 """Vision-language wrapper around a frozen MoE LLM: CLIP vision tower -> projector -> image placeholders.
 
 Images enter as ``pixel_values`` beside ``input_ids``. Each image occupies ``num_image_tokens`` consecutive
-placeholder ids in ``input_ids``; their embeddings are replaced by the projected patch features of the
-CLIP vision tower (CLS dropped), in the order images appear in the batch. The placeholder id may lie
+placeholder ids in ``input_ids``. The embeddings at those positions are replaced by the projected patch
+features of the CLIP vision tower (CLS dropped), in the order the images appear in the batch. The placeholder id may lie
 outside the LLM vocabulary: it is never looked up in the embedding table, so no pretrained tensor is
 resized or changed.
 
@@ -23,7 +23,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from moextend.extend import ExtensionPlan, extend_model, extended_blocks, find_moe_layers, record_router_logits
+from moextend.extend import (
+    ExtensionPlan,
+    extend_model,
+    extended_blocks,
+    find_moe_layers,
+    record_router_logits,
+)
 from moextend.losses import answer_cross_entropy, load_balancing_loss
 
 __all__ = ["DELTA_FILE", "MODEL_CONFIG_FILE", "MoExtendModel", "MoExtendOutput", "build_projector"]
@@ -134,8 +140,10 @@ class MoExtendModel(nn.Module):
 
     def new_parameter_names(self) -> list[str]:
         """State-dict names of the new experts, new router rows and calibration MLPs."""
-        wanted = {id(p) for block in extended_blocks(self.language_model).values() for p in block.new_parameters()}
-        return [name for name, param in self.named_parameters() if id(param) in wanted]
+        new_ids = {
+            id(p) for block in extended_blocks(self.language_model).values() for p in block.new_parameters()
+        }
+        return [name for name, param in self.named_parameters() if id(param) in new_ids]
 
     def projector_parameter_names(self) -> list[str]:
         """State-dict names of the projector parameters."""
@@ -143,14 +151,14 @@ class MoExtendModel(nn.Module):
 
     def set_trainable(self, names: Iterable[str]) -> int:
         """Freeze every parameter except ``names``; return the number of trainable scalars."""
-        wanted = set(names)
-        unknown = wanted - {name for name, _ in self.named_parameters()}
+        selected = set(names)
+        unknown = selected - {name for name, _ in self.named_parameters()}
         if unknown:
             raise ValueError(f"unknown parameter names: {sorted(unknown)[:5]}")
         total = 0
         for name, param in self.named_parameters():
-            param.requires_grad_(name in wanted)
-            total += param.numel() if name in wanted else 0
+            param.requires_grad_(name in selected)
+            total += param.numel() if name in selected else 0
         return total
 
     # Forward ---------------------------------------------------------------------------------------------
@@ -239,7 +247,9 @@ class MoExtendModel(nn.Module):
     def delta_names(self) -> list[str]:
         """Names of the tensors a checkpoint stores: the projector, the new parameters and any pretrained
         tensor that was changed on purpose (``extra_delta_names``)."""
-        names = set(self.projector_parameter_names()) | set(self.new_parameter_names()) | self.extra_delta_names
+        names = (
+            set(self.projector_parameter_names()) | set(self.new_parameter_names()) | self.extra_delta_names
+        )
         return sorted(names)
 
     def delta_state_dict(self) -> dict[str, torch.Tensor]:
@@ -329,7 +339,9 @@ class MoExtendModel(nn.Module):
             )
         config = json.loads(config_path.read_text())
         if config.get("format") != "moextend-delta":
-            raise ValueError(f"{config_path} is not a MoExtend delta checkpoint (format={config.get('format')!r})")
+            raise ValueError(
+                f"{config_path} is not a MoExtend delta checkpoint (format={config.get('format')!r})"
+            )
         base = base_model or config["base_model"]
         vision = vision_model or config["vision_model"]
         dtype_kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}

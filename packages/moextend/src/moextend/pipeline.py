@@ -1,7 +1,7 @@
 """The CPU-sized end-to-end experiment: a tiny Mixtral learns to caption real images with MoExtend.
 
 1. A tiny Mixtral-style LLM is pre-trained in process on English text bundled with scikit-learn and on the
-   caption sentences (so it knows the words, but has never seen an image).
+   caption sentences. Its vocabulary covers the captions, but it has never seen an image.
 2. A tiny CLIP vision tower with random weights is frozen and used as the image encoder.
 3. The three MoExtend stages run on scikit-learn digits and scikit-image photographs.
 4. Full fine-tuning of the same LLM (every LLM weight plus the projector, same data and steps) is the
@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from qcore.progress import progress
-from qcore.rundir import RunDir
-from qcore.seeding import seed_everything
 
-from moextend.bundled import DIGIT_NAMES, digit_answer, digit_samples, photo_captions, photo_samples, text_corpus
+from moextend.bundled import (
+    DIGIT_NAMES,
+    digit_answer,
+    digit_samples,
+    photo_captions,
+    photo_samples,
+    text_corpus,
+)
 from moextend.data import ChatCollator, ChatSample
 from moextend.stages import (
     extend_from_usage,
@@ -40,8 +44,18 @@ from moextend.stages import (
 )
 from moextend.tiny import build_tokenizer, save_tiny_base, tiny_moe_model
 from moextend.training import TrainingSettings, train_parameters
+from qcore.progress import progress
+from qcore.rundir import RunDir
+from qcore.seeding import seed_everything
 
-__all__ = ["SCALES", "DemoScale", "caption_accuracy", "pretrain_language_model", "run_demo", "text_perplexity"]
+__all__ = [
+    "SCALES",
+    "DemoScale",
+    "caption_accuracy",
+    "pretrain_language_model",
+    "run_demo",
+    "text_perplexity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +118,9 @@ def pretrain_language_model(
         stream.append(tokenizer.eos_token_id)
     tokens = torch.tensor(stream)
     if len(tokens) <= sequence_length + 1:
-        raise ValueError(f"pre-training text has {len(tokens)} tokens, fewer than one window of {sequence_length}")
+        raise ValueError(
+            f"pre-training text has {len(tokens)} tokens, fewer than one window of {sequence_length}"
+        )
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     model.train()
@@ -124,7 +140,12 @@ def pretrain_language_model(
 
 @torch.no_grad()
 def text_perplexity(
-    language_model: torch.nn.Module, tokenizer: Any, texts: list[str], *, window: int = 64, batch_size: int = 32
+    language_model: torch.nn.Module,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    window: int = 64,
+    batch_size: int = 32,
 ) -> float:
     """Perplexity of ``language_model`` on ``texts``, cut into non-overlapping windows of ``window`` tokens."""
     language_model.eval()
@@ -145,7 +166,10 @@ def text_perplexity(
         logits = language_model(input_ids=tokens[:, :-1], attention_mask=mask[:, :-1], use_cache=False).logits
         targets = tokens[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         loss = torch.nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+            logits.float().reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
         )
         total_loss += float(loss)
         total_tokens += int((targets != -100).sum())
@@ -153,13 +177,16 @@ def text_perplexity(
 
 
 @torch.no_grad()
-def caption_accuracy(bundle: Any, samples: list[ChatSample], labels: list[int], *, batch_size: int = 40) -> float:
-    """Fraction of images whose correct answer sentence is the most likely of the ten digit answers."""
+def caption_accuracy(
+    bundle: Any, samples: list[ChatSample], labels: list[int], *, batch_size: int = 40
+) -> float:
+    """Fraction of images whose correct sentence scores the highest likelihood of the ten digit sentences."""
     candidates = []
     for sample in samples:
         question = sample.turns[0][0]
         candidates += [
-            ChatSample(turns=[(question, digit_answer(label))], image=sample.image) for label in range(len(DIGIT_NAMES))
+            ChatSample(turns=[(question, digit_answer(label))], image=sample.image)
+            for label in range(len(DIGIT_NAMES))
         ]
     dataset = make_dataset(bundle, candidates)
     collator = ChatCollator(bundle.tokenizer.pad_token_id)
@@ -168,7 +195,9 @@ def caption_accuracy(bundle: Any, samples: list[ChatSample], labels: list[int], 
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
         logits = bundle.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
         ).logits
         targets = batch["labels"][:, 1:]
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -217,7 +246,7 @@ def _run_demo(scale: DemoScale, run_dir: RunDir, *, seed: int, device: str) -> d
     held_out = corpus[-max(4, len(corpus) // 10) :]
     training_text = corpus[: len(corpus) - len(held_out)] + _caption_sentences() * 4
     tokenizer = build_tokenizer(
-        training_text + ["[INST]What digit is written here?[/INST]", "[INST]Describe the image.[/INST]"],
+        [*training_text, "[INST]What digit is written here?[/INST]", "[INST]Describe the image.[/INST]"],
         vocab_size=scale.vocab_size,
     )
 
@@ -252,7 +281,9 @@ def _run_demo(scale: DemoScale, run_dir: RunDir, *, seed: int, device: str) -> d
     photos = photo_samples()
     instruction_data = digits_train + photos
 
-    align = run_align(bundle, digit_captions + photos, _settings(scale, scale.align_steps, seed, device), root / "align")
+    align = run_align(
+        bundle, digit_captions + photos, _settings(scale, scale.align_steps, seed, device), root / "align"
+    )
     accuracy_aligned = caption_accuracy(bundle, digits_test, test_labels)
     aligned_state = copy.deepcopy(bundle.model.state_dict())
 
@@ -290,13 +321,18 @@ def _run_demo(scale: DemoScale, run_dir: RunDir, *, seed: int, device: str) -> d
     full_perplexity = text_perplexity(baseline.model.language_model, tokenizer, held_out)
 
     return {
+        "seed": seed,
         "plan": plan.to_dict(),
         "usage": probe.usage,
         "pretrain_losses": pretrain_losses,
         "align_losses": align.losses,
         "finetune_losses": finetune.losses,
         "full_losses": full.losses,
-        "accuracy": {"aligned": accuracy_aligned, "moextend": accuracy_moextend, "full_finetune": accuracy_full},
+        "accuracy": {
+            "aligned": accuracy_aligned,
+            "moextend": accuracy_moextend,
+            "full_finetune": accuracy_full,
+        },
         "perplexity": {
             "original": original_perplexity,
             "moextend": moextend_perplexity,

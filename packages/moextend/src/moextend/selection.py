@@ -62,7 +62,9 @@ def usage_fractions(counts: torch.Tensor) -> torch.Tensor:
 def usage_shift(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """Return ``std_e(P_after - P_before)`` per layer (ddof = 1) for counts of shape ``(L, E)``."""
     if before.shape != after.shape:
-        raise ValueError(f"usage counts differ in shape: before {tuple(before.shape)}, after {tuple(after.shape)}")
+        raise ValueError(
+            f"usage counts differ in shape: before {tuple(before.shape)}, after {tuple(after.shape)}"
+        )
     return (usage_fractions(after) - usage_fractions(before)).std(dim=-1, correction=1)
 
 

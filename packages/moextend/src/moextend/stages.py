@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from qcore.rundir import RunDir
 
 from moextend.data import ChatCollator, ChatDataset, ChatSample
 from moextend.extend import ExtensionPlan, find_moe_layers, restore_routers, router_state
@@ -28,6 +27,7 @@ from moextend.model import MODEL_CONFIG_FILE, MoExtendModel
 from moextend.selection import count_expert_usage, select_layers
 from moextend.tiny import IMAGE_TOKEN
 from moextend.training import TrainingSettings, TrainingSummary, train_parameters
+from qcore.rundir import RunDir
 
 __all__ = [
     "USAGE_FILE",
@@ -123,7 +123,9 @@ def load_bundle(
     return ModelBundle(model, tokenizer, image_processor, max_length)
 
 
-def make_dataset(bundle: ModelBundle, samples: Sequence[ChatSample], *, prompt_only: bool = False) -> ChatDataset:
+def make_dataset(
+    bundle: ModelBundle, samples: Sequence[ChatSample], *, prompt_only: bool = False
+) -> ChatDataset:
     """Wrap ``samples`` for ``bundle``'s tokenizer, image processor and placeholder settings."""
     return ChatDataset(
         samples,
@@ -190,7 +192,9 @@ def measure_expert_usage(
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
         output = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
         )
         for key, legacy in (("top_k", False), ("legacy_ascending", True)):
             counts = count_expert_usage(

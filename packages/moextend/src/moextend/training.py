@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from qcore.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -26,7 +28,6 @@ from qcore.checkpoint import (
 )
 from qcore.progress import progress
 from qcore.rundir import RunDir
-from torch import nn
 
 __all__ = ["TrainingSettings", "TrainingSummary", "train_parameters"]
 
@@ -52,7 +53,7 @@ class TrainingSettings:
 
 @dataclasses.dataclass
 class TrainingSummary:
-    """What a training run did: per-step losses, the first step run (above 0 after a resume), wall time."""
+    """Result of a training run: per-step losses, the first step run (above 0 after a resume), wall time."""
 
     losses: list[float]
     ce_losses: list[float]
@@ -72,7 +73,9 @@ def _batches_for_step(step: int, dataset_size: int, batch_size: int, seed: int) 
 
 
 def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
+    }
 
 
 def train_parameters(
@@ -174,7 +177,9 @@ def train_parameters(
         losses.append(float(output.loss.detach()))
         ce_losses.append(float(output.ce_loss.detach()))
         if run_dir is not None:
-            run_dir.log_metrics(step + 1, **{f"{description}/loss": losses[-1], f"{description}/ce": ce_losses[-1]})
+            run_dir.log_metrics(
+                step + 1, **{f"{description}/loss": losses[-1], f"{description}/ce": ce_losses[-1]}
+            )
         if settings.log_steps and (step + 1) % settings.log_steps == 0:
             logger.info("%s step %d/%d loss %.4f", description, step + 1, settings.max_steps, losses[-1])
         if settings.save_steps and (step + 1) % settings.save_steps == 0:
@@ -183,4 +188,6 @@ def train_parameters(
     if start_step < settings.max_steps:
         save(settings.max_steps)
     model.eval()
-    return TrainingSummary(losses, ce_losses, start_step, settings.max_steps - start_step, seconds, trainable_count)
+    return TrainingSummary(
+        losses, ce_losses, start_step, settings.max_steps - start_step, seconds, trainable_count
+    )

@@ -15,7 +15,7 @@ from torch import nn
 
 from ras.module import RAS
 
-__all__ = ["init_gradient_report", "shared_scale_summary"]
+__all__ = ["init_gradient_report", "shared_scale_summary", "track_shared_scale"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,12 @@ def shared_scale_summary(model: nn.Module) -> dict[str, float]:
 
 
 def init_gradient_report(
-    model: nn.Module, *, batch_size: int = 8, image_size: int = 32, num_classes: int | None = None, seed: int = 0
+    model: nn.Module,
+    *,
+    batch_size: int = 8,
+    image_size: int = 32,
+    num_classes: int | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Run one training-mode forward and backward pass on random data and summarise the RAS gradients.
 
@@ -76,3 +81,40 @@ def init_gradient_report(
         "bn_gamma_grad_abs_max": max_abs([n.weight.grad for n in norms]) if norms else 0.0,
         "bn_beta_grad_abs_max": max_abs([n.bias.grad for n in norms]) if norms else 0.0,
     }
+
+
+def track_shared_scale(
+    model: nn.Module,
+    *,
+    steps: int,
+    batch_size: int = 8,
+    image_size: int = 32,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> list[float]:
+    """Train ``model`` for ``steps`` SGD steps on random images and labels and return max |w| after each step.
+
+    The defaults are the official optimiser settings. Random data cannot teach the network anything, so the
+    result shows only how fast float32 rounding moves w away from an initial 0. The model is modified in place.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 for training-mode BN, got {batch_size}")
+    modules = _ras_modules(model)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    model.train()
+    history = []
+    for _ in range(steps):
+        images = torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        labels = torch.randint(0, logits.shape[1], (batch_size,), generator=generator).to(device)
+        F.cross_entropy(logits, labels).backward()
+        optimizer.step()
+        history.append(max(float(module.affine.weight.detach().abs().max()) for module in modules))
+    return history

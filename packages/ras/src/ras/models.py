@@ -45,7 +45,9 @@ def create_ras_resnet(
     return create_cifar_resnet(name, attn_layer=attn_layer, attn_stages=stages, **kwargs)
 
 
-def attach_ras_torchvision(model: nn.Module, *, steps: int = 2, weight_init: float = RAS_WEIGHT_INIT) -> nn.Module:
+def attach_ras_torchvision(
+    model: nn.Module, *, steps: int = 2, weight_init: float = RAS_WEIGHT_INIT
+) -> nn.Module:
     """Insert RAS after the last BN of every residual block of a torchvision ResNet, in place, and return it."""
     return attach_attention_torchvision(model, RAS, steps=steps, weight_init=weight_init)
 

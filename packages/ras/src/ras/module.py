@@ -2,7 +2,7 @@
 
 Implements the Recurrent Attention Strategy from "RAS: Deepening Neural Networks Implicitly and Locally via
 Recurrent Attention Strategy" (Zhong, Wen, Qin, Huang; arXiv 2210.15676), as written in the official code
-(Qrange-group/RAS): one per-channel affine map (w, b) is applied recurrently to the pooled descriptor,
+(Qrange-group/RAS). One per-channel affine map (w, b) is applied recurrently to the pooled descriptor:
 
     g = GAP(F),  z_1 = w ⊙ g + b,  z_2 = w ⊙ BN(z_1) + b,  a = σ(z_2),  output a ⊙ F,
 
@@ -35,7 +35,7 @@ class RAS(nn.Module):
 
     Step t > 1 computes z_t = w ⊙ BN_t(z_{t−1}) + b with the same w and b in every step. The official code
     has exactly two steps and one BN (``steps=2``, the default). For ``steps > 2`` each extra step gets its
-    own ``BatchNorm2d``, so every BN keeps running statistics of one step only; that form is our choice,
+    own ``BatchNorm2d``, so every BN keeps running statistics of one step only. That form is our choice,
     because the official code defines no third step. ``steps=1`` gives σ(w ⊙ g + b) without a BN.
 
     Args:
@@ -69,9 +69,12 @@ class RAS(nn.Module):
             raise ValueError(f"RAS steps must be a positive integer (official value 2), got {steps!r}")
         self.steps = steps
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.affine = ChannelAffine(channels, weight_init=weight_init, bias_init=bias_init, device=device, dtype=dtype)
+        self.affine = ChannelAffine(
+            channels, weight_init=weight_init, bias_init=bias_init, device=device, dtype=dtype
+        )
         self.norms = nn.ModuleList(
-            nn.BatchNorm2d(channels, eps=eps, momentum=momentum, device=device, dtype=dtype) for _ in range(steps - 1)
+            nn.BatchNorm2d(channels, eps=eps, momentum=momentum, device=device, dtype=dtype)
+            for _ in range(steps - 1)
         )
 
     def reset_parameters(self) -> None:
@@ -95,7 +98,9 @@ class RAS(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"RAS expects a feature map of shape (B, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"RAS expects a feature map of shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
         return x * self.gate(x)
 
     def extra_repr(self) -> str:

@@ -30,7 +30,7 @@ WAY_TYPES = ("EDSR", "MSRResNet")
 
 
 class DWSROutput(NamedTuple):
-    """What one forward pass of :class:`DWSRNet` computes; images are ``(B, C, s*H, s*W)``.
+    """Outputs of one forward pass of :class:`DWSRNet`, with images of shape ``(B, C, s*H, s*W)``.
 
     Fields of the parts that the pass skipped are None.
     """

@@ -1,8 +1,8 @@
 """Difficulty recognition network of DWSR.
 
 DWSR is described in "Difficulty-aware Image Super Resolution via Deep Adaptive Dual-Network"
-(Qin, Xie, Shi, Wen; arXiv 1904.05802). Only the paper's abstract is public: a recognition network,
-trained on a PSNR prior, tells easy regions from hard ones. Its layout here is our choice: a small
+(Qin, Xie, Shi, Wen; arXiv 1904.05802). Only the paper's abstract is public. It states that a
+recognition network, trained on a PSNR prior, separates easy regions from hard ones. Its layout here is our choice: a small
 EDSR-style body on the low-resolution input and one logit per pixel, where a logit above 0 means "hard".
 """
 

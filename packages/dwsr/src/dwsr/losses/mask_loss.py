@@ -38,5 +38,7 @@ class DWSRMaskBCELoss(nn.Module):
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
         pos_weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
-        loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction=self.reduction)
+        loss = F.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=pos_weight, reduction=self.reduction
+        )
         return self.loss_weight * loss

@@ -32,31 +32,54 @@ from dwsr.difficulty import (
 )
 from dwsr.models.stages import TrainingStage, parse_stages
 
-__all__ = ["DWSRModel", "compute_label_mask"]
+__all__ = ["DWSRModel", "compute_label_mask", "compute_psnr_map"]
 
-_LOSS_OPTION_KEYS = {"pixel": "pixel_opt", "easy": "easy_opt", "hard": "hard_opt", "recognition": "recognition_opt"}
+_LOSS_OPTION_KEYS = {
+    "pixel": "pixel_opt",
+    "easy": "easy_opt",
+    "hard": "hard_opt",
+    "recognition": "recognition_opt",
+}
 
 
-def compute_label_mask(lq: torch.Tensor, gt: torch.Tensor, scale: int, settings: DifficultySettings) -> torch.Tensor:
-    """Return the PSNR-prior label mask ``(B, 1, H, W)`` at the resolution of ``gt`` (1 = hard pixel).
+def compute_psnr_map(
+    lq: torch.Tensor, gt: torch.Tensor, scale: int, settings: DifficultySettings
+) -> torch.Tensor:
+    """Return the patch PSNR map ``(B, 1, h, w)`` of the bicubic upsampling of ``lq`` against ``gt``.
 
-    The bicubic upsampling of ``lq`` is clamped to [0, 1] like a stored image and compared with ``gt``
-    cropped to its size.
+    The upsampling is clamped to [0, 1] like a stored image and compared with ``gt`` cropped to its size.
     """
     with torch.no_grad():
         upsampled = bicubic_upsample(lq, scale, settings.upsampler).clamp(0.0, 1.0)
         height, width = upsampled.shape[-2:]
-        psnr_map = patch_psnr(
-            upsampled, gt[..., :height, :width], settings.patch_size, channel=settings.channel, max_psnr=settings.max_psnr
+        return patch_psnr(
+            upsampled,
+            gt[..., :height, :width],
+            settings.patch_size,
+            channel=settings.channel,
+            max_psnr=settings.max_psnr,
         )
-        labels = difficulty_labels(psnr_map, settings)
+
+
+def compute_label_mask(
+    lq: torch.Tensor, gt: torch.Tensor, scale: int, settings: DifficultySettings
+) -> torch.Tensor:
+    """Return the PSNR-prior label mask ``(B, 1, H, W)`` at the resolution of ``gt`` (1 = hard pixel).
+
+    Pixels of ``gt`` outside ``scale`` times the size of ``lq`` repeat the nearest label.
+    """
+    height, width = lq.shape[-2] * scale, lq.shape[-1] * scale
+    with torch.no_grad():
+        labels = difficulty_labels(compute_psnr_map(lq, gt, scale, settings), settings)
         mask = expand_patch_map(labels, settings.patch_size, (height, width))
     if (height, width) != tuple(gt.shape[-2:]):
         mask = F.pad(mask, (0, gt.shape[-1] - width, 0, gt.shape[-2] - height), mode="replicate")
     return mask
 
 
-def _masked_loss(criterion: torch.nn.Module, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
+def _masked_loss(
+    criterion: torch.nn.Module, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+):
     # BasicSR's weighted mean divides by the weight sum, which is 0 when a batch has no pixel of this kind.
     if float(weight.sum()) == 0.0:
         return prediction.sum() * 0.0
@@ -95,7 +118,9 @@ class DWSRModel(SRModel):
                     f"stage {stage.name!r} uses loss(es) {missing} but train has no "
                     f"{', '.join(_LOSS_OPTION_KEYS[name] for name in missing)}; add them or drop them from the stage"
                 )
-        self.difficulty = self._resolve_difficulty(DifficultySettings.from_options(train_opt.get("difficulty")))
+        self.difficulty = self._resolve_difficulty(
+            DifficultySettings.from_options(train_opt.get("difficulty"))
+        )
         self.current_stage: TrainingStage | None = None
 
     def _resolve_difficulty(self, settings: DifficultySettings) -> DifficultySettings:
@@ -109,7 +134,9 @@ class DWSRModel(SRModel):
                 "median, or train.difficulty.threshold_db set to a precomputed median (see `dwsr label`)"
             )
         paths = paired_paths_from_folder(
-            [train_set["dataroot_lq"], train_set["dataroot_gt"]], ["lq", "gt"], train_set.get("filename_tmpl", "{}")
+            [train_set["dataroot_lq"], train_set["dataroot_gt"]],
+            ["lq", "gt"],
+            train_set.get("filename_tmpl", "{}"),
         )
         pairs = [(item["gt_path"], item["lq_path"]) for item in paths]
         threshold = median_db(dataset_patch_psnrs(pairs, int(self.opt["scale"]), settings))
@@ -163,7 +190,9 @@ class DWSRModel(SRModel):
             if "pixel" in stage.losses:
                 loss_dict["l_pix"] = self.criteria["pixel"](outputs.output, self.gt)
             if "easy" in stage.losses:
-                loss_dict["l_easy"] = _masked_loss(self.criteria["easy"], outputs.easy, self.gt, 1.0 - label_mask)
+                loss_dict["l_easy"] = _masked_loss(
+                    self.criteria["easy"], outputs.easy, self.gt, 1.0 - label_mask
+                )
             if "hard" in stage.losses:
                 loss_dict["l_hard"] = _masked_loss(self.criteria["hard"], outputs.hard, self.gt, label_mask)
         if "recognition" in stage.losses:

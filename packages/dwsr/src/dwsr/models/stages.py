@@ -75,7 +75,9 @@ def parse_stages(stage_options: Sequence[dict] | None, total_iter: int) -> list[
             raise ValueError(f"stage {name!r}: iters must be a non-negative integer, got {iters!r}")
         fusion_mask = options.get("fusion_mask", "predicted")
         if fusion_mask not in FUSION_MASKS:
-            raise ValueError(f"stage {name!r}: fusion_mask must be one of {FUSION_MASKS}, got {fusion_mask!r}")
+            raise ValueError(
+                f"stage {name!r}: fusion_mask must be one of {FUSION_MASKS}, got {fusion_mask!r}"
+            )
         stages.append(
             TrainingStage(
                 name=name,

@@ -15,6 +15,8 @@ Sources:
 - ``cifar10`` / ``cifar100``: the "python version" folders ``cifar-10-batches-py`` and ``cifar-100-python``
   from https://www.cs.toronto.edu/~kriz/cifar.html, normalised with the mean and std of the official
   training scripts.
+- ``stl10``: the binary folder ``stl10_binary`` (labelled ``train`` and ``test`` splits, 96×96),
+  normalised like CIFAR as in the LSAS and RAS reference code.
 - ``imagefolder``: ``root/train/<class>/*`` and ``root/val/<class>/*``, resized (shorter side) and
   center-cropped to ``image_size``, normalised with the ImageNet mean and std.
 """
@@ -44,7 +46,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagefolder")
 
 # Values of the official training scripts (bearpaw's pytorch-classification). The std values are not
 # CIFAR-10's true per-channel std, but the published numbers were trained with them.
@@ -64,20 +66,27 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def augment_image(
-    image: torch.Tensor, generator: torch.Generator, *, padding: int = 4, flip: bool = True
+    image: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    padding: int = 4,
+    flip: bool = True,
+    crop_size: int | None = None,
 ) -> torch.Tensor:
     """Return a random crop (zero padding ``padding``) and, if ``flip``, a random horizontal flip of ``image``.
 
     Args:
         image: Tensor (C, H, W), already normalised, so the zero padding is the normalised mean.
         generator: Source of the randomness.
+        crop_size: Side of the square crop; ``None`` keeps the image's own height and width.
     """
     _, height, width = image.shape
-    if padding > 0:
+    crop_height, crop_width = (height, width) if crop_size is None else (crop_size, crop_size)
+    if padding > 0 or crop_size is not None:
         padded = F.pad(image, (padding, padding, padding, padding))
-        offsets = torch.randint(0, 2 * padding + 1, (2,), generator=generator)
-        top, left = int(offsets[0]), int(offsets[1])
-        image = padded[:, top : top + height, left : left + width]
+        top = int(torch.randint(0, height + 2 * padding - crop_height + 1, (), generator=generator))
+        left = int(torch.randint(0, width + 2 * padding - crop_width + 1, (), generator=generator))
+        image = padded[:, top : top + crop_height, left : left + crop_width]
     if flip and bool(torch.rand((), generator=generator) < 0.5):
         image = image.flip(-1)
     return image
@@ -86,10 +95,13 @@ def augment_image(
 class _AugmentedDataset(Dataset):
     """Shared epoch-seeded augmentation for the datasets below."""
 
-    def __init__(self, *, augment: bool, flip: bool, padding: int, seed: int) -> None:
+    def __init__(
+        self, *, augment: bool, flip: bool, padding: int, seed: int, crop_size: int | None = None
+    ) -> None:
         self.augment = augment
         self.flip = flip
         self.padding = padding
+        self.crop_size = crop_size
         self.seed = seed
         self.epoch = 0
 
@@ -101,7 +113,7 @@ class _AugmentedDataset(Dataset):
         if not self.augment:
             return image
         generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, index))
-        return augment_image(image, generator, padding=self.padding, flip=self.flip)
+        return augment_image(image, generator, padding=self.padding, flip=self.flip, crop_size=self.crop_size)
 
 
 def _mix_seed(*values: int) -> int:
@@ -124,6 +136,7 @@ class TensorImageDataset(_AugmentedDataset):
         flip: Include the horizontal flip in the augmentation.
         padding: Zero padding of the random crop, in pixels.
         seed: Augmentation seed.
+        crop_size: Side of the random training crop (``None``: the image size).
         classes: Class names, index-aligned with the labels.
     """
 
@@ -139,8 +152,9 @@ class TensorImageDataset(_AugmentedDataset):
         padding: int = 4,
         seed: int = 0,
         classes: Sequence[str] | None = None,
+        crop_size: int | None = None,
     ) -> None:
-        super().__init__(augment=augment, flip=flip, padding=padding, seed=seed)
+        super().__init__(augment=augment, flip=flip, padding=padding, seed=seed, crop_size=crop_size)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
                 f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
@@ -216,7 +230,7 @@ def _digits(image_size: int, augment: bool, seed: int) -> tuple[Dataset, Dataset
     mean = [float(train_images.float().mean() / 255.0)] * 3
     std = [float(train_images.float().std() / 255.0)] * 3
     classes = [str(c) for c in digits.target_names]
-    # NOTE: no horizontal flip for digits because mirrored digits are not digits; the crop stays.
+    # No horizontal flip for digits, because a mirrored digit is not a digit; the random crop stays.
     common = {"mean": mean, "std": std, "flip": False, "padding": max(1, image_size // 8), "classes": classes}
     train = TensorImageDataset(
         train_images, labels[torch.from_numpy(train_index)], augment=augment, seed=seed, **common
@@ -281,6 +295,56 @@ def _cifar(
     return train, test, num_classes
 
 
+STL10_HOW_TO_GET = (
+    "Download stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ and extract it into the "
+    "data root."
+)
+
+
+def _read_stl10_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images_path, labels_path = folder / f"{split}_X.bin", folder / f"{split}_y.bin"
+    for path in (images_path, labels_path):
+        if not path.is_file():
+            raise DatasetNotFoundError(f"STL-10 file not found: {path}. {STL10_HOW_TO_GET}")
+    # The binary files store each image channel-major and column-major: (N, 3, W, H).
+    images = np.fromfile(images_path, dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    labels = np.fromfile(labels_path, dtype=np.uint8).astype(np.int64) - 1
+    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
+
+
+def _stl10(
+    root: Path | None, image_size: int, augment: bool, seed: int, train_crop: int | None
+) -> tuple[Dataset, Dataset, int]:
+    if root is None:
+        raise DatasetNotFoundError(
+            f"dataset 'stl10' needs root=<folder with stl10_binary>. {STL10_HOW_TO_GET}"
+        )
+    if image_size != 96:
+        raise ValueError(
+            f"STL-10 images are 96×96; got image_size={image_size}. Use image_size=96, and train_crop=32 for "
+            "the 32×32 training crops of the LSAS and RAS reference code"
+        )
+    folder = root / "stl10_binary" if (root / "stl10_binary").is_dir() else root
+    train_images, train_labels = _read_stl10_split(folder, "train")
+    test_images, test_labels = _read_stl10_split(folder, "test")
+    names_file = folder / "class_names.txt"
+    classes = names_file.read_text(encoding="utf-8").split() if names_file.is_file() else None
+    # With train_crop the reference code's CIFAR transform applies: RandomCrop(train_crop, padding=4).
+    padding = 4 if train_crop else image_size // 8
+    common = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "classes": classes}
+    train = TensorImageDataset(
+        train_images,
+        train_labels,
+        augment=augment,
+        seed=seed,
+        padding=padding,
+        crop_size=train_crop,
+        **common,
+    )
+    test = TensorImageDataset(test_images, test_labels, **common)
+    return train, test, 10
+
+
 def _imagefolder(
     root: Path | None, image_size: int, augment: bool, seed: int
 ) -> tuple[Dataset, Dataset, int]:
@@ -307,16 +371,19 @@ def build_datasets(
     image_size: int = 32,
     augment: bool = True,
     seed: int = 0,
+    train_crop: int | None = None,
 ) -> tuple[Dataset, Dataset, int]:
     """Build the training and test sets of a named dataset.
 
     Args:
-        name: ``"digits"``, ``"cifar10"``, ``"cifar100"`` or ``"imagefolder"``.
+        name: ``"digits"``, ``"cifar10"``, ``"cifar100"``, ``"stl10"`` or ``"imagefolder"``.
         root: Data folder (ignored for ``digits``). For CIFAR it may be the extracted folder itself or
             its parent.
         image_size: Side of the square images returned (CIFAR supports only 32).
         augment: Random crop and flip on the training set (never on the test set).
         seed: Seed of the training augmentation.
+        train_crop: STL-10 only: train on random ``train_crop``-pixel crops (padding 4) and test on whole
+            images, the STL-10 protocol of the LSAS and RAS reference code (with batch 16 and ``drop_last``).
 
     Returns:
         ``(train_dataset, test_dataset, num_classes)``.
@@ -330,8 +397,12 @@ def build_datasets(
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"invalid image_size={image_size!r}: must be an integer >= 8")
     root_path = Path(root).expanduser() if root is not None else None
+    if train_crop is not None and name != "stl10":
+        raise ValueError(f"train_crop applies to stl10 only, got dataset {name!r}")
     if name == "digits":
         return _digits(image_size, augment, seed)
     if name in ("cifar10", "cifar100"):
         return _cifar(name, root_path, image_size, augment, seed)
+    if name == "stl10":
+        return _stl10(root_path, image_size, augment, seed, train_crop)
     return _imagefolder(root_path, image_size, augment, seed)

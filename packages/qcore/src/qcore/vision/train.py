@@ -56,6 +56,10 @@ class TrainConfig(Config):
     augment: bool = option(
         True, help="random crop (padding 4 at 32 px) and horizontal flip on training images"
     )
+    train_crop: int = option(
+        0, help="stl10 only: train on random crops of this size, test on whole images (0: no crop)"
+    )
+    drop_last: bool = option(False, help="drop the last incomplete training batch of every epoch")
     epochs: int = option(164, help="number of training epochs")
     milestones: tuple[int, ...] = option(
         (81, 122), help="epochs after which the learning rate is multiplied by gamma"
@@ -93,6 +97,7 @@ class TrainConfig(Config):
         for name in ("epochs", "lr", "batch_size", "test_batch_size", "image_size"):
             check_positive(name, getattr(self, name))
         non_negative = (
+            "train_crop",
             "momentum",
             "weight_decay",
             "aux_loss_weight",
@@ -284,6 +289,7 @@ def train_classifier(
             image_size=config.image_size,
             augment=config.augment,
             seed=config.seed,
+            train_crop=config.train_crop or None,
         )
     else:
         train_set, test_set = datasets
@@ -316,7 +322,15 @@ def train_classifier(
     test_loader = DataLoader(
         test_set, batch_size=config.test_batch_size, shuffle=False, num_workers=config.num_workers
     )
-    batches_per_epoch = -(-len(train_set) // config.batch_size)
+    if config.drop_last:
+        batches_per_epoch = len(train_set) // config.batch_size
+    else:
+        batches_per_epoch = -(-len(train_set) // config.batch_size)
+    if batches_per_epoch == 0:
+        raise ValueError(
+            f"drop_last with batch_size={config.batch_size} leaves no batch of the {len(train_set)} training "
+            "images; lower batch_size or turn drop_last off"
+        )
 
     def max_steps_reached() -> bool:
         return config.max_steps > 0 and state.global_step >= config.max_steps
@@ -329,7 +343,11 @@ def train_classifier(
         # Skipping whole batches of the epoch's fixed order resumes at the exact next batch.
         order = order[state.step_in_epoch * config.batch_size :]
         loader = DataLoader(
-            train_set, batch_size=config.batch_size, sampler=order, num_workers=config.num_workers
+            train_set,
+            batch_size=config.batch_size,
+            sampler=order,
+            num_workers=config.num_workers,
+            drop_last=config.drop_last,
         )
         model.train()
         bar = progress(
