@@ -176,3 +176,19 @@ def test_folded_model_exports_to_onnx(backbone_builder, randomize):
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(torch.from_numpy(outputs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_bare_module_is_rejected():
+    with pytest.raises(ValueError, match="inside a network"):
+        reparameterize(ASR(8))
+
+
+def test_fold_changes_only_last_batchnorm_affine(backbone_builder, randomize):
+    model = randomize(backbone_builder("cifar_bottleneck", ASR))
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    reparameterize(model)
+    after = model.state_dict()
+    changed = sorted(key for key in after if not torch.equal(after[key], before[key]))
+    expected = sorted(f"layer{stage}.0.bn3.{name}" for stage in (1, 2, 3) for name in ("weight", "bias"))
+    assert changed == expected
+    assert all(key in before for key in after)

@@ -1,9 +1,11 @@
 """Cost of CLoT's parts against their plain counterparts, on a tiny LLaVA-style model on CPU.
 
+CLoT is the method of "Let's Think Outside the Box" (arXiv 2312.02439), whose Qwen-VL runs use LoRA rank 64.
+
 Measured in one process and reported as ratios:
 - Algorithm 1 inference (5 conditioned candidates, a ranking and a 2-way selection) against one plain
   generation: wall-clock time and model calls.
-- LoRA on the language model (rank 64, the paper's setting) against full fine-tuning: trainable parameters.
+- LoRA on the language model (rank 64) against full fine-tuning: trainable parameters.
 - Stage 1 instruction building: instructions per Oogiri response.
 
 Run: uv run python packages/clot/benchmarks/bench_clot.py
@@ -13,9 +15,6 @@ from __future__ import annotations
 
 import tempfile
 
-from qcore.bench import count_parameters, median_time
-from qcore.report import markdown_table
-
 from clot.backbone import build_tiny_backbone
 from clot.data import read_oogiri_dataset
 from clot.inference import leap_of_thought
@@ -24,6 +23,8 @@ from clot.nouns import make_noun_extractor
 from clot.sample_data import write_sample_dataset
 from clot.skills import GameInput
 from clot.training import LoraSettings, apply_lora
+from qcore.bench import count_parameters, median_time
+from qcore.report import markdown_table
 
 
 class CountingModel:
@@ -47,7 +48,9 @@ def main() -> None:
     samples = read_oogiri_dataset(root)
     extractors = {language: make_noun_extractor(language) for language in ("en", "zh", "ja")}
     instructions = build_instructions(samples, extractors, seed=0)
-    backbone = build_tiny_backbone([f"{i.prompt} {i.target}" for i in instructions], hidden_size=64, num_layers=2)
+    backbone = build_tiny_backbone(
+        [f"{i.prompt} {i.target}" for i in instructions], hidden_size=64, num_layers=2
+    )
 
     sample = next(s for s in samples if s.game_type == "I2T" and s.language == "en")
     game = GameInput.from_sample(sample)
@@ -73,7 +76,10 @@ def main() -> None:
     rows = [
         {"measure": "Algorithm 1 / one generation, time", "ratio": leap_seconds / plain_seconds},
         {"measure": "Algorithm 1 / one generation, model calls", "ratio": calls_per_run},
-        {"measure": "LoRA r=64 / full fine-tuning, trainable parameters", "ratio": lora_parameters / full_parameters},
+        {
+            "measure": "LoRA r=64 / full fine-tuning, trainable parameters",
+            "ratio": lora_parameters / full_parameters,
+        },
         {"measure": "stage-1 instructions per response", "ratio": len(instructions) / len(samples)},
     ]
     print(markdown_table(rows, columns=["measure", "ratio"], floatfmt=".3g"))

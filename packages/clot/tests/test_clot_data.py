@@ -35,7 +35,8 @@ def test_reads_published_fields(tmp_path):
     assert first.image == tmp_path / "img" / "5651380.jpg"
     assert first.text == "A funny caption."
     assert first.star == 12
-    assert second.question == "Why?" and second.star is None
+    assert second.question == "Why?"
+    assert second.star is None
 
 
 @pytest.mark.parametrize(

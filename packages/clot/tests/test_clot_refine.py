@@ -97,7 +97,8 @@ def test_conditions_are_weak_nouns(scripted_model_class):
 def test_empty_candidates_dropped(scripted_model_class):
     model = scripted_model_class(["", "   "], {})
     outcome = refine_input(model, _reference(), [], _config())
-    assert not outcome.kept and outcome.reason == "no_candidates"
+    assert not outcome.kept
+    assert outcome.reason == "no_candidates"
 
 
 def test_self_refine_counts_and_resume(scripted_model_class, tmp_path):

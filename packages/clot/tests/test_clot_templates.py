@@ -34,7 +34,8 @@ def test_every_template_renders(task, language):
         for game_type in ("I2T", "T2T", "IT2T"):
             prompt = render_prompt(task, language, template_id, _parts(task, game_type))
             assert OUTSIDE_THE_BOX[language] in prompt
-            assert "{" not in prompt and "}" not in prompt
+            assert "{" not in prompt
+            assert "}" not in prompt
 
 
 def test_english_prompts_contain_phrase():
@@ -57,7 +58,9 @@ def test_parts_appear_in_prompt():
     prompt = render_prompt("mask", "zh", 0, _parts("mask", "I2T"))
     assert "回答：The [MASK] did it." in prompt
     prompt = render_prompt("ranking", "ja", 2, _parts("ranking", "IT2T"))
-    assert "A. a" in prompt and "E. e" in prompt and "5" in prompt
+    assert "A. a" in prompt
+    assert "E. e" in prompt
+    assert "5" in prompt
 
 
 def test_selection_quantifier_follows_count():

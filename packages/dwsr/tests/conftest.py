@@ -6,9 +6,13 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 import dwsr  # noqa: F401  (registers the DWSR classes in BasicSR's registries)
 from dwsr.data import build_skimage_dataset
+
+# The test networks are tiny, so one thread is as fast as two and leaves the other core to parallel jobs.
+torch.set_num_threads(1)
 
 TINY_NETWORK = {
     "type": "DWSRNet",

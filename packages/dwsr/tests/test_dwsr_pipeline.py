@@ -67,6 +67,24 @@ def test_cli_trains_two_iterations_then_tests(tmp_path, tiny_dataset, capsys):
     assert sum(stage["iters"] for stage in resolved["train"]["stages"]) == 2
     assert (experiment / "two_iters.yml").is_file()  # BasicSR's copy of the options
 
+    weights = experiment / "models" / "net_g_latest.pth"
+    labels = tmp_path / "labels"
+    code = cli.main(
+        [
+            "label",
+            "--skimage",
+            "text",
+            "--config",
+            str(config),
+            "--weights",
+            str(weights),
+            "--output",
+            str(labels),
+        ]
+    )
+    assert code == 0
+    assert (labels / "text_difficulty.png").is_file()
+
     _, test = _folders(tiny_dataset)
     test_options = {
         "name": "two_iters_test",
@@ -84,7 +102,6 @@ def test_cli_trains_two_iterations_then_tests(tmp_path, tiny_dataset, capsys):
         },
     }
     test_config = save_options(test_options, tmp_path / "test.yml")
-    weights = experiment / "models" / "net_g_latest.pth"
     code = cli.main(
         ["test", "--config", str(test_config), "--root", str(tmp_path), "--weights", str(weights)]
     )

@@ -17,6 +17,7 @@ def test_all_fixes_applied_on_import():
         "dok_matrix_update",
         "torch_load_weights_only",
         "quick_start_without_ray",
+        "anomaly_detection_off",
     }
 
 
@@ -78,3 +79,8 @@ def test_quick_start_imports_without_ray():
     assert importlib.util.find_spec("ray") is None
     with pytest.raises(ImportError, match="ray"):
         _ = quick_start.quick_start.tune.run
+
+
+def test_anomaly_detection_is_off_after_recbole_import():
+    assert "recbole.model.sequential_recommender.sine" in sys.modules
+    assert not torch.is_anomaly_enabled()

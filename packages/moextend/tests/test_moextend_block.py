@@ -174,6 +174,19 @@ def test_very_negative_column_keeps_original(family):
             )
 
 
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_extended_family_model_trains(family):
+    model = tiny_moe_model(family, seed=0)
+    blocks = extend_model(model, ExtensionPlan(layers=[1, 2], source_experts=[[0], [3]]))
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(1))
+    loss = model(input_ids=ids, labels=ids, output_router_logits=False).loss
+    loss.backward()
+    for block in blocks.values():
+        assert block.new_gate_up_proj.grad is not None
+        assert block.new_router.grad is not None
+    assert torch.isfinite(loss)
+
+
 def test_calibration_changes_weights_not_selection(mixtral):
     model = copy.deepcopy(mixtral)
     extend_model(model, ExtensionPlan(layers=[0], source_experts=[[0]]))

@@ -145,3 +145,51 @@ def test_placeholder_count_mismatch_raises(tiny_base):
     batch = _batch(bundle, count=2)
     with pytest.raises(ValueError, match="image placeholder"):
         bundle.model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"][:1])
+
+
+class _FailingCollator:
+    """Collates normally, then raises on call ``fail_at`` to simulate a crash mid-run."""
+
+    def __init__(self, collator, fail_at: int) -> None:
+        self.collator, self.fail_at, self.calls = collator, fail_at, 0
+
+    def __call__(self, items):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("simulated crash")
+        return self.collator(items)
+
+
+def test_interrupted_training_resumes_identically(tiny_base, tmp_path):
+    settings = TrainingSettings(learning_rate=1e-2, max_steps=4, batch_size=4, save_steps=2, log_steps=0)
+    results = []
+    for name, fail_at in (("straight", None), ("crashed", 3)):
+        bundle = _bundle(tiny_base)
+        bundle.model.extend(PLAN)
+        dataset = make_dataset(bundle, color_samples(8))
+        collator = ChatCollator(bundle.tokenizer.pad_token_id)
+        names = finetune_trainable_names(bundle.model)
+        if fail_at is not None:
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                train_parameters(
+                    bundle.model,
+                    dataset,
+                    _FailingCollator(collator, fail_at),
+                    trainable=names,
+                    settings=settings,
+                    output_dir=tmp_path / name,
+                )
+            bundle = _bundle(tiny_base)
+            bundle.model.extend(PLAN)
+        summary = train_parameters(
+            bundle.model, dataset, collator, trainable=names, settings=settings, output_dir=tmp_path / name
+        )
+        results.append(
+            (summary, {n: p.detach().clone() for n, p in bundle.model.named_parameters() if n in names})
+        )
+    (straight, straight_params), (resumed, resumed_params) = results
+    assert straight.start_step == 0
+    assert resumed.start_step == 2
+    assert resumed.losses == straight.losses[2:]
+    for name, tensor in straight_params.items():
+        assert torch.equal(resumed_params[name], tensor), name

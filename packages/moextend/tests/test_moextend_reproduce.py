@@ -65,3 +65,29 @@ def test_reproduce_paper_without_data_names_the_file(tmp_path):
     )
     with pytest.raises(DataNotFoundError, match=r"blip_laion_cc_sbu_558k\.json"):
         reproduce(context)
+
+
+def test_benchmark_rows_and_ratios():
+    from moextend.benchmark import BenchmarkSize, format_results, run_benchmark
+
+    size = BenchmarkSize(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_experts=4,
+        batch_size=2,
+        sequence_length=8,
+    )
+    rows = run_benchmark(size=size, repeats=1)
+    by_name = {row["model"]: row for row in rows}
+    assert set(by_name) == {
+        "original block forward",
+        "extended block forward",
+        "full fine-tuning step",
+        "MoExtend step",
+    }
+    moextend = by_name["MoExtend step"]
+    assert moextend["trainable_ratio"] < 0.5
+    assert moextend["saved_activation_bytes_ratio"] < 1.0
+    assert moextend["grad_and_optimizer_bytes_ratio"] == moextend["trainable_ratio"]
+    assert "MoExtend step" in format_results(rows)

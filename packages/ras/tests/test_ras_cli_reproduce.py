@@ -25,11 +25,19 @@ def test_train_and_evaluate(tmp_path, capsys):
 
 
 def test_init_gradient_command(capsys):
-    assert (
-        main(["init-gradient", "--model", "cifar_resnet_test", "--num-classes", "4", "--image-size", "16"])
-        == 0
-    )
+    arguments = [
+        "--model",
+        "cifar_resnet_test",
+        "--num-classes",
+        "4",
+        "--image-size",
+        "16",
+        "--sgd-steps",
+        "2",
+    ]
+    assert main(["init-gradient", *arguments]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert len(report["w_abs_max_per_step"]) == 2
     assert report["w_grad_abs_max"] == 0.0
     assert report["w_grad_zero_share"] == 1.0
     assert report["b_grad_abs_max"] > 0.0

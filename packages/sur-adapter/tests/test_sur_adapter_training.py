@@ -191,3 +191,13 @@ def test_hook_on_stock_pipeline_matches_subclass(components, trained_adapter):
     subclass_embeds = make_pipeline(components, trained_adapter).encode_prompt("a cat", "cpu", 1, True, "")
     torch.testing.assert_close(prompt_embeds, subclass_embeds[0])
     torch.testing.assert_close(negative, subclass_embeds[1])
+
+
+def test_pipeline_from_pretrained_with_adapter(components, trained_adapter, tmp_path):
+    make_pipeline(components, None).save_pretrained(tmp_path / "pipe")
+    pipe = SURStableDiffusionPipeline.from_pretrained(tmp_path / "pipe", adapter=trained_adapter)
+    assert pipe.adapter is trained_adapter
+    reference = make_pipeline(components, trained_adapter).encode_prompt("a cat", "cpu", 1, True, "")
+    loaded = pipe.encode_prompt("a cat", "cpu", 1, True, "")
+    torch.testing.assert_close(loaded[0], reference[0])
+    torch.testing.assert_close(loaded[1], reference[1])

@@ -11,7 +11,7 @@ BatchNorm's affine parameters (γ' = γ ⊙ v, β' = β ⊙ v) and costs nothing
 Three forms are provided:
 
 - `ASR`: the timm ``attn_layer`` form, placed right after the last BatchNorm of a block.
-- `ASRWithAttention`: ASR followed by an ordinary input-dependent module ("ASR + SE"); only the ASR part
+- `ASRWithAttention`: ASR followed by an ordinary input-dependent module ("ASR + SE"). Only the ASR part
   folds away.
 - `ASRBatchNorm2d`: the form of the official code, a BatchNorm whose output is scaled by v, with
   ``fold(delete=True)`` producing a plain `nn.BatchNorm2d`.
@@ -67,7 +67,7 @@ def gate_method(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
     """Return the module's ``gate(x)`` method, or None.
 
     timm's SE-like modules store their activation layer under the attribute ``gate``, which is a
-    submodule, not a method returning the gate; those return None.
+    submodule, not a method returning the gate. For those modules this returns None.
     """
     method = getattr(module, "gate", None)
     return method if inspect.ismethod(method) else None
@@ -76,8 +76,8 @@ def gate_method(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
 def _check_feature_map(x: Tensor, channels: int, owner: str) -> None:
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(
-            f"{owner} expects a (B, {channels}, H, W) feature map, got shape {tuple(x.shape)}; "
-            f"build it with the channel count of the preceding BatchNorm"
+            f"{owner} expects a (B, {channels}, H, W) feature map, got shape {tuple(x.shape)}. "
+            f"Build it with the channel count of the preceding BatchNorm"
         )
 
 
@@ -87,7 +87,7 @@ class ASR(nn.Module):
     Args:
         channels: number of channels C of the feature map.
         attention: inner attention module that turns ψ into the gate. A registered name, a class or a
-            callable; the built module must define ``gate(x)`` returning a (1, C, 1, 1) tensor.
+            callable. The built module must define ``gate(x)`` returning a (1, C, 1, 1) tensor.
         init_value: initial value of every element of ψ.
         attention_kwargs: extra keyword arguments for the inner module (for example ``reduction``).
         device: device of the parameters.
@@ -119,14 +119,15 @@ class ASR(nn.Module):
         )
         if gate_method(self.attention) is None:
             raise TypeError(
-                f"the inner attention module {type(self.attention).__name__} has no gate(x) method; ASR "
+                f"the inner attention module {type(self.attention).__name__} has no gate(x) method, but ASR "
                 f"needs the gate a of shape (1, C, 1, 1) that the module computes for the input ψ"
             )
+        self.folded_scale: Tensor | None
         self.register_buffer("folded_scale", None, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Set ψ to the initial value; the inner module keeps its own initialisation."""
+        """Set ψ to the initial value. The inner module keeps its own initialisation."""
         with torch.no_grad():
             self.psi.fill_(self.init_value)
 
@@ -137,16 +138,18 @@ class ASR(nn.Module):
 
     def scale(self) -> Tensor:
         """Compute v = A(ψ), shape (1, C, 1, 1), differentiable with respect to ψ and A's parameters."""
-        value = self.attention.gate(self.psi)
+        gate = gate_method(self.attention)
+        assert gate is not None  # checked in __init__
+        value = gate(self.psi)
         if value.shape != self.psi.shape:
             raise ValueError(
                 f"the inner attention module {type(self.attention).__name__} returned a gate of shape "
-                f"{tuple(value.shape)} for ψ of shape {tuple(self.psi.shape)}; it must keep the shape"
+                f"{tuple(value.shape)} for ψ of shape {tuple(self.psi.shape)}, but it must keep the shape"
             )
         return value
 
     def fold(self) -> None:
-        """Cache v for evaluation; `unfold` returns to the training form."""
+        """Cache v for evaluation. `unfold` returns to the training form."""
         with torch.no_grad():
             self.folded_scale = self.scale().detach().clone()
 
@@ -293,7 +296,7 @@ class ASRBatchNorm2d(nn.Module):
         return self.bn is None
 
     def fold(self, delete: bool = False) -> None:
-        """Build ``fused_bn`` from ``bn`` and v; with ``delete=True`` also remove ``bn`` and ``asr``."""
+        """Build ``fused_bn`` from ``bn`` and v. With ``delete=True``, also remove ``bn`` and ``asr``."""
         if self.is_deleted:
             return
         assert self.bn is not None and self.asr is not None
@@ -303,11 +306,11 @@ class ASRBatchNorm2d(nn.Module):
             self.asr = None
 
     def unfold(self) -> None:
-        """Return to the training form; impossible after ``fold(delete=True)``."""
+        """Return to the training form, which is impossible after ``fold(delete=True)``."""
         if self.is_deleted:
             raise RuntimeError(
-                "this ASRBatchNorm2d was folded with delete=True, so its training form is gone; "
-                "rebuild the model and load a checkpoint saved before folding to train again"
+                "this ASRBatchNorm2d was folded with delete=True, so its training form is gone. "
+                "Rebuild the model and load a checkpoint saved before folding to train again"
             )
         self.fused_bn = None
 

@@ -41,7 +41,7 @@ def benchmark_folding(
     threads: int | None = None,
     variants: dict[str, tuple[Any, bool]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure eval-mode CPU latency, parameters and FLOPs of each variant; add ratios to plain and SE.
+    """Measure eval-mode CPU latency, parameters and FLOPs of each variant, with ratios to plain and SE.
 
     Args:
         model: CIFAR ResNet name (``qcore.vision.resnet.create_cifar_resnet``).
@@ -49,9 +49,9 @@ def benchmark_folding(
         input_size: side of the square input, in pixels.
         batch_size: images per timed forward pass.
         warmup: untimed passes before timing.
-        repeats: timed passes; the median is reported.
+        repeats: timed passes per variant. The median is reported.
         threads: ``torch.set_num_threads`` for the measurement (None keeps the current setting).
-        variants: rows to measure, defaults to `VARIANTS`; must contain ``"plain"`` and ``"se"``.
+        variants: rows to measure, defaults to `VARIANTS`. Must contain ``"plain"`` and ``"se"``.
 
     Returns:
         One dict per variant with ``variant``, ``params``, ``flops`` (per image), ``latency_ms`` (median

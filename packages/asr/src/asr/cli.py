@@ -55,7 +55,7 @@ def _fold(args: argparse.Namespace) -> int:
         config = config.replace(data_root=args.data_root)
     if config.attention not in _FOLDED_ATTENTION:
         raise ValueError(
-            f"the checkpoint's attention is {config.attention!r}; fold works on {sorted(_FOLDED_ATTENTION)}"
+            f"the checkpoint's attention is {config.attention!r}, but fold works only on {sorted(_FOLDED_ATTENTION)}"
         )
     _, _, num_classes = build_datasets(
         config.dataset, root=config.data_root, image_size=config.image_size, augment=False

@@ -81,8 +81,8 @@ def install_asr_batchnorm(model: nn.Module, **asr_kwargs: Any) -> nn.Module:
         replaced += 1
     if replaced == 0:
         raise ValueError(
-            f"found no ResNet block with a bn3 or bn2 BatchNorm2d in {type(model).__name__}; "
-            f"use ASR as the block's attention module instead"
+            f"found no ResNet block with a bn3 or bn2 BatchNorm2d in {type(model).__name__}. "
+            f"Use ASR as the block's attention module instead"
         )
     logger.info("replaced the last BatchNorm of %d blocks by ASRBatchNorm2d", replaced)
     return model
@@ -108,14 +108,14 @@ def _scale_batchnorm_(bn: nn.BatchNorm2d, value: Tensor, where: str) -> None:
 
 def _collapse_sequential(model: nn.Module, sequential: nn.Sequential) -> None:
     """Drop Identity entries and replace a Sequential that keeps one module by that module."""
-    kept = [module for module in sequential if not isinstance(module, nn.Identity)]
-    if len(kept) == len(sequential):
+    remaining = [module for module in sequential if not isinstance(module, nn.Identity)]
+    if len(remaining) == len(sequential):
         return
     parents = _parents(model)
     if id(sequential) not in parents:
         return
     parent, name = parents[id(sequential)]
-    setattr(parent, name, kept[0] if len(kept) == 1 else nn.Sequential(*kept))
+    setattr(parent, name, remaining[0] if len(remaining) == 1 else nn.Sequential(*remaining))
 
 
 def _fold_attention_slot(
@@ -128,9 +128,10 @@ def _fold_attention_slot(
     if found is None:
         raise ValueError(
             f"cannot fold the ASR module at '{where}': no BatchNorm2d precedes it in "
-            f"{type(parent).__name__}; ASR must sit right after a block's last BatchNorm"
+            f"{type(parent).__name__}. ASR must sit right after a block's last BatchNorm"
         )
-    _, bn = found
+    bn = found[1]
+    assert isinstance(bn, nn.BatchNorm2d)
 
     asr = module.asr if isinstance(module, ASRWithAttention) else module
     with torch.no_grad():
@@ -155,7 +156,7 @@ def _fuse_into_conv(model: nn.Module, bn: nn.BatchNorm2d) -> None:
         if found is None:
             raise ValueError(
                 f"cannot fuse the BatchNorm '{_qualified_names(model)[id(bn)]}' into a convolution: "
-                f"none precedes it; call reparameterize with fuse_conv=False"
+                f"none precedes it. Call reparameterize with fuse_conv=False"
             )
         conv_name, conv = found
     conv.eval()
@@ -175,17 +176,23 @@ def reparameterize(
     `ASRBatchNorm2d` (replaced by its folded ``nn.BatchNorm2d``).
 
     Args:
-        model: the network; changed in place.
+        model: the network, changed in place.
         fuse_conv: also fuse each scaled BatchNorm into the convolution before it. The convolution gains
             a bias and the BatchNorm becomes ``nn.Identity``, so the parameter count then differs from the
             backbone's. Puts the fused layers in eval mode.
         check_input: optional input batch. When given, the eval-mode outputs before and after folding are
-            compared and a RuntimeError is raised if they differ by more than ``atol``.
+            compared and a RuntimeError is raised if they differ by more than ``atol``. The model stays
+            folded in that case.
         atol: tolerance of that comparison.
 
     Returns:
         The same model object.
     """
+    if isinstance(model, ASR | ASRWithAttention | ASRBatchNorm2d):
+        raise ValueError(
+            f"reparameterize folds ASR modules inside a network, got a bare {type(model).__name__}. "
+            f"Use ASRBatchNorm2d.to_batchnorm() or fold the network that contains the module"
+        )
     was_training = model.training
     reference = None
     if check_input is not None:
@@ -210,7 +217,7 @@ def reparameterize(
         _fold_attention_slot(model, module, scaled)
     if not scaled:
         logger.warning(
-            "reparameterize found no ASR module in %s; the model is unchanged", type(model).__name__
+            "reparameterize found no ASR module in %s, so the model is unchanged", type(model).__name__
         )
 
     if fuse_conv:
@@ -224,8 +231,8 @@ def reparameterize(
         error = (folded - reference).abs().max().item()
         if error > atol:
             raise RuntimeError(
-                f"the folded model's output differs from the original by {error:.3g} (> atol={atol}); "
-                f"an ASR module probably does not sit right after the BatchNorm it was folded into"
+                f"the folded model's output differs from the original by {error:.3g} (> atol={atol}). "
+                f"An ASR module probably does not sit right after the BatchNorm it was folded into"
             )
     model.train(was_training and not fuse_conv)  # fused convolutions exist for inference only
     return model

@@ -60,7 +60,7 @@ class GateRecord:
 
     @property
     def across_input_variance(self) -> float:
-        """Variance over inputs, averaged over channels; near 0 when the gates form vertical stripes."""
+        """Variance over inputs, averaged over channels. It is near 0 when the gates form vertical stripes."""
         return float(self.gates.var(dim=0, unbiased=False).nanmean())
 
     @property
@@ -72,15 +72,15 @@ class GateRecord:
 class StripeObserver:
     """Record the gates of a model's attention modules over a probe batch every ``every`` training steps.
 
-    Call `observe` after each optimiser step of your own training loop; it records at step 0 and at
+    Call `observe` after each optimiser step of your own training loop. It records at step 0 and at
     every multiple of ``every``. Recording runs the model in eval mode without gradients on the probe
     batch and then restores the previous mode, so it does not change parameters or BatchNorm statistics.
 
     Args:
         model: the network.
-        probe: fixed input batch (N, ...); moved to the device of the model's parameters when recording.
+        probe: fixed input batch (N, ...), moved to the device of the model's parameters when recording.
         every: record every this many steps.
-        module_filter: ``(name, module) -> bool`` choosing the attention modules; defaults to
+        module_filter: ``(name, module) -> bool`` choosing the attention modules. Defaults to
             `default_attention_filter`.
         use_gate_method: compute the gate with the module's ``gate(x)`` when it has one. Otherwise, or for
             modules without it, the gate is estimated from the module's input and output.
@@ -106,7 +106,7 @@ class StripeObserver:
         self.probe = probe
         self.every = every
         self.use_gate_method = use_gate_method
-        # The inner module of an ASR scale only ever sees the constant ψ, so it has no per-input gates.
+        # The inner module of an ASR scale only ever receives the constant ψ, so it has no per-input gates.
         asr_prefixes = tuple(name + "." for name, module in model.named_modules() if isinstance(module, ASR))
         self.modules = {
             name: module
@@ -115,12 +115,12 @@ class StripeObserver:
         }
         if not self.modules:
             raise ValueError(
-                f"found no attention module in {type(model).__name__}; pass module_filter to choose them"
+                f"found no attention module in {type(model).__name__}. Pass module_filter to choose them"
             )
         self.records: list[GateRecord] = []
 
     def observe(self, step: int) -> bool:
-        """Record the gates if ``step`` is 0 or a multiple of ``every``; return whether it recorded."""
+        """Record the gates if ``step`` is 0 or a multiple of ``every``, and return whether it recorded."""
         if step % self.every != 0:
             return False
         self.record(step)
@@ -191,7 +191,7 @@ class StripeObserver:
         for record in self.records:
             if record.module == module and record.step == step:
                 return record.gates
-        raise KeyError(f"no gates of module '{module}' at step {step}; recorded steps: {self.steps()}")
+        raise KeyError(f"no gates of module '{module}' at step {step}. Recorded steps: {self.steps()}")
 
     def plot(
         self, path: str | Path, *, modules: Iterable[str] | None = None, steps: Iterable[int] | None = None
@@ -220,7 +220,7 @@ def plot_stripes(
 
     recorded_steps = observer.steps()
     if not recorded_steps:
-        raise ValueError("the observer has no records yet; call observe(step) during training first")
+        raise ValueError("the observer has no records yet. Call observe(step) during training first")
     if steps is None:
         steps = sorted({recorded_steps[0], recorded_steps[len(recorded_steps) // 2], recorded_steps[-1]})
     steps = list(steps)

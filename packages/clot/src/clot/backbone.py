@@ -35,7 +35,7 @@ IGNORE_INDEX = -100
 
 @runtime_checkable
 class HumorModel(Protocol):
-    """What self-refinement, inference and evaluation need from a model."""
+    """Model interface that self-refinement, inference and evaluation use."""
 
     def generate(
         self,

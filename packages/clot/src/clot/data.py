@@ -219,7 +219,7 @@ def read_oogiri_dataset(
 ) -> list[OogiriSample]:
     """Read the per-language files of an Oogiri-GO folder.
 
-    ``data_root`` holds ``en.jsonl``, ``cn.jsonl`` and ``jp.jsonl``; images are looked up in
+    ``data_root`` contains ``en.jsonl``, ``cn.jsonl`` and ``jp.jsonl``; images are looked up in
     ``image_root`` (default ``data_root / "images"``). A language whose file is absent is skipped with a
     warning, and no file at all is an error.
     """

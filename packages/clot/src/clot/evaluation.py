@@ -1,8 +1,8 @@
 """Held-out evaluation: mTn choice accuracy, ranking NDCG and the divergent association task.
 
-Choice questions follow the paper's test protocol (arXiv 2312.02439, section 7): 2T1 pits the human
-answer against a caption of the image; 3T1 adds a response to another input; 4T1 adds a rewrite of the
-human answer; 5T2 adds a second human answer, and both must be chosen. Ranking orders five responses to
+Choice questions follow the test protocol of "Let's Think Outside the Box" (arXiv 2312.02439, section 7).
+2T1 pits the human answer against a caption of the image. 3T1 adds a response to another input, and 4T1
+a rewrite of the human answer. 5T2 adds a second human answer, and both must be chosen. Ranking orders five responses to
 one input, with like counts as NDCG gains. The model answers every question through its option-letter
 log-likelihoods (see :mod:`clot.skills`).
 """
@@ -97,9 +97,9 @@ def build_eval_rankings(samples: list[OogiriSample], *, size: int = 5, seed: int
     """Build one ranking question per held-out input that has ``size`` responses with likes."""
     rng = random.Random(seed)
     rankings = []
-    for key in sorted(group_by_input(samples)):
-        group = group_by_input(samples)[key]
-        drawn = build_ranking_question(group, rng, size=size)
+    groups = group_by_input(samples)
+    for key in sorted(groups):
+        drawn = build_ranking_question(groups[key], rng, size=size)
         if drawn is None:
             continue
         chosen, _ = drawn

@@ -1,8 +1,8 @@
 """CLoT inference (Algorithm 1 of arXiv 2312.02439) and the official demo's candidate listing.
 
-Algorithm 1: draw n weakly associated conditions (each empty with probability rho, otherwise a random
-noun of the noun set), generate one candidate per condition, rank the candidates with the model and keep
-the top two, then let the model choose between those two. Ranking comes first because the model's
+Algorithm 1: draw n weakly associated conditions, each empty with probability rho and otherwise a random
+noun of the noun set. Generate one candidate per condition, rank the candidates with the model and keep
+the top two. Then the model chooses between those two. Ranking comes first because the model's
 selection accuracy drops as the number of options grows.
 """
 

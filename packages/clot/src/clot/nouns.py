@@ -1,6 +1,6 @@
 """Noun extraction for condition words, with one offline back end per language.
 
-The paper extracts nouns with NLTK ``pos_tag`` (tags starting with ``N``) for English, jieba ``posseg``
+"Let's Think Outside the Box" (Zhong et al., CVPR 2024, arXiv 2312.02439) extracts nouns with NLTK ``pos_tag`` (tags starting with ``N``) for English, jieba ``posseg``
 (flags containing ``n``) for Chinese and Janome (part of speech ``名詞``) for Japanese. NLTK's tagger
 needs data downloaded separately, so the English default is a lexicon look-up through lemminflect, which
 ships its tables in the wheel; a stopword and suffix rule set is the fallback when neither is usable.

@@ -1,5 +1,8 @@
 """The end-to-end CLoT recipe: data, stage-1 instructions, LoRA tuning, self-refinement, evaluation.
 
+CLoT is the method of "Let's Think Outside the Box" (Zhong et al., CVPR 2024, arXiv 2312.02439); "the
+paper" below means that work.
+
 The CLI commands and the reproduction presets are thin wrappers around these functions, so each step
 can run alone (reading what the previous step wrote to the run directory) or all in one process.
 """
@@ -183,8 +186,8 @@ def _captions(data_root: Path) -> dict[str, str]:
 def prepare_data(config: ClotConfig, run_dir: RunDir) -> PreparedData:
     """Read (or write, then read) the data, split it and build the noun set and distractor sources.
 
-    Captions come from ``captions.json`` beside the JSONL files when present (the built-in sample has
-    one); without it, the caption distractor falls back to a response to another input.
+    Captions come from ``captions.json`` beside the JSONL files when present, as in the built-in sample.
+    Without that file, the caption distractor falls back to a response to another input.
     """
     if config.data_root:
         data_root = Path(config.data_root)
@@ -223,6 +226,17 @@ def prepare_data(config: ClotConfig, run_dir: RunDir) -> PreparedData:
     )
 
 
+def _dtype(config: ClotConfig):
+    import torch
+
+    if not config.dtype:
+        return None
+    dtype = getattr(torch, config.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"invalid dtype={config.dtype!r}; use bfloat16, float16 or float32.")
+    return dtype
+
+
 def create_backbone(config: ClotConfig, instructions: list[Instruction]) -> CausalLMBackbone:
     """Build the tiny model (tokenizer trained on the instruction texts) or load a pretrained one."""
     if config.model == "tiny":
@@ -236,10 +250,7 @@ def create_backbone(config: ClotConfig, instructions: list[Instruction]) -> Caus
         )
         backbone.model.to(config.device)
         return backbone
-    import torch
-
-    dtype = getattr(torch, config.dtype) if config.dtype else None
-    return load_backbone(config.model, kind=config.model_kind, dtype=dtype, device=config.device)
+    return load_backbone(config.model, kind=config.model_kind, dtype=_dtype(config), device=config.device)
 
 
 def load_tuned_backbone(run_dir: RunDir, config: ClotConfig, *, stage: str = "stage2") -> CausalLMBackbone:
@@ -250,7 +261,7 @@ def load_tuned_backbone(run_dir: RunDir, config: ClotConfig, *, stage: str = "st
         raise FileNotFoundError(
             f"no saved base model in {base}; run `clot train` with this run directory first."
         )
-    backbone = load_backbone(source, kind=config.model_kind, device=config.device)
+    backbone = load_backbone(source, kind=config.model_kind, dtype=_dtype(config), device=config.device)
     if stage == "base":
         return backbone
     adapter = run_dir.path / (STAGE2_DIR if stage == "stage2" else STAGE1_DIR)
@@ -270,7 +281,9 @@ def run_stage1(
     save_instructions(run_dir.path / INSTRUCTIONS_FILE, instructions)
 
     backbone = create_backbone(config, instructions)
-    backbone.save_pretrained(run_dir.path / BASE_DIR)
+    if config.model == "tiny":
+        # A tiny model exists only in this process; pretrained weights are read again from config.model.
+        backbone.save_pretrained(run_dir.path / BASE_DIR)
     results: dict = {"num_stage1_instructions": len(instructions)}
     if evaluate:
         results["base"] = run_evaluation(backbone, data, config)

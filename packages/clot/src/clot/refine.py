@@ -73,7 +73,7 @@ class RefineConfig(Config):
 
 @dataclass
 class RefineOutcome:
-    """What happened to one input; ``instruction`` is set only for kept inputs."""
+    """Outcome of refining one input; ``instruction`` is set only for kept inputs."""
 
     key: str
     kept: bool

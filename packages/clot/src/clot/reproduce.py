@@ -1,5 +1,7 @@
 """Reproduction entry point: base model, stage-1 tuning only (AIT) and full CLoT on held-out questions.
 
+CLoT is the method of "Let's Think Outside the Box" (Zhong et al., CVPR 2024, arXiv 2312.02439).
+
 Presets:
     smoke: English part of the built-in sample, a one-layer tiny model, a few optimizer steps; seconds.
     default: the whole built-in sample (85 responses in three languages and three game types), a tiny
@@ -41,7 +43,7 @@ def preset_config(preset: str, *, seed: int = 0, data_root: str = "", device: st
     if preset == "smoke":
         return ClotConfig(
             languages=("en",),
-            test_fraction=0.25,
+            test_fraction=0.125,
             seed=seed,
             tiny_hidden_size=32,
             tiny_layers=1,

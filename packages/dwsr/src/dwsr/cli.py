@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,9 @@ def _add_label(subparsers) -> None:
     parser.add_argument("--config", type=Path, help="options YAML whose network_g matches --weights")
     parser.add_argument("--weights", type=Path, help="trained DWSRNet weights, to draw the predicted mask")
     parser.add_argument("--output", type=Path, default=Path("dwsr_labels"), help="output folder")
+    parser.add_argument(
+        "--max-figures", type=int, default=8, help="draw figures of the first N images (default: 8)"
+    )
 
 
 def _add_bench(subparsers) -> None:
@@ -181,13 +184,16 @@ def _run_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label_sources(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
+def _label_sources(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(name, RGB uint8 image)`` one at a time, so large folders are never all in memory."""
     import cv2
 
-    from dwsr.data import _load_photo
+    from dwsr.data import load_skimage_photo
 
     if args.skimage:
-        return [(name, _load_photo(name)[:, :, ::-1].copy()) for name in args.skimage]
+        for name in args.skimage:
+            yield name, load_skimage_photo(name)[:, :, ::-1].copy()
+        return
     paths = []
     for item in args.images:
         if item.is_dir():
@@ -198,13 +204,11 @@ def _label_sources(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
             raise FileNotFoundError(f"{item} is neither an image file nor a folder")
     if not paths:
         raise FileNotFoundError(f"no PNG images found in {', '.join(map(str, args.images))}")
-    images = []
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"could not read image {path}")
-        images.append((path.stem, image[:, :, ::-1].copy()))
-    return images
+        yield path.stem, image[:, :, ::-1].copy()
 
 
 def _run_label(args: argparse.Namespace) -> int:
@@ -223,67 +227,65 @@ def _run_label(args: argparse.Namespace) -> int:
 
     if args.scale not in (2, 3, 4):
         raise ValueError(f"--scale must be 2, 3 or 4, got {args.scale}")
+    if args.rule == "fixed" and args.threshold_db is None:
+        raise ValueError("--rule fixed needs --threshold-db (in dB)")
     network = None
     if args.weights is not None:
         if args.config is None:
             raise ValueError("--weights needs --config with the network_g options of those weights")
-        from dwsr.pipeline import load_options
-        from dwsr.reproduce import _load_network
+        from dwsr.pipeline import load_options, load_trained_network
 
-        network = _load_network(load_options(args.config)["network_g"], args.weights)
+        network = load_trained_network(load_options(args.config)["network_g"], args.weights)
 
-    settings = DifficultySettings(
-        patch_size=args.patch_size,
-        rule="fixed" if args.rule == "dataset_median" else args.rule,
-        threshold_db=args.threshold_db if args.rule == "fixed" else 0.0,
-    )
+    # First pass: patch PSNR maps of every image; only the first --max-figures images are kept for drawing.
     computed = []
-    for name, rgb in _label_sources(args):
+    for index, (name, rgb) in enumerate(_label_sources(args)):
         hr = torch.from_numpy(mod_crop(rgb, args.scale).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         lr = imresize(hr[0], 1.0 / args.scale).clamp(0, 1)
-        lr = (lr * 255).round()[None] / 255.0
-        upsampled = bicubic_upsample(lr, args.scale).clamp(0, 1)
-        psnr_map = patch_psnr(upsampled, hr, settings.patch_size, max_psnr=settings.max_psnr)
-        mask = None
-        if network is not None:
-            with torch.no_grad():
-                mask = network.predict_mask(lr)[0][0, 0].numpy()
-        computed.append((name, hr, psnr_map, mask))
+        lr = (lr * 255).round()[None] / 255.0  # stored as 8-bit, like the LR images of SR datasets
+        psnr_map = patch_psnr(bicubic_upsample(lr, args.scale).clamp(0, 1), hr, args.patch_size)
+        figure_data = None
+        if index < args.max_figures:
+            mask = None
+            if network is not None:
+                with torch.no_grad():
+                    mask = network.predict_mask(lr)[0][0, 0].numpy()
+            image = (hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            figure_data = (image, mask)
+        computed.append((name, psnr_map, figure_data))
 
-    all_values = torch.cat([item[2].flatten() for item in computed])
-    if args.rule == "dataset_median":
-        settings = DifficultySettings(
-            patch_size=args.patch_size, rule="dataset_median", threshold_db=float(all_values.median())
-        )
-    summary = {
-        "rule": settings.rule,
-        "patch_size": settings.patch_size,
-        "median_db": float(all_values.median()),
-        "images": {},
-    }
-    if settings.rule != "image_mean":
-        summary["threshold_db"] = settings.threshold_db
+    all_values = torch.cat([psnr_map.flatten() for _, psnr_map, _ in computed])
+    median = float(all_values.median())
+    threshold = {"fixed": args.threshold_db, "dataset_median": median, "image_mean": None}[args.rule]
+    settings = DifficultySettings(patch_size=args.patch_size, rule=args.rule, threshold_db=threshold)
+    summary = {"rule": settings.rule, "patch_size": settings.patch_size, "median_db": median, "images": {}}
+    if threshold is not None:
+        summary["threshold_db"] = threshold
+
+    # Second pass: labels of every image, and figures of the kept ones.
     args.output.mkdir(parents=True, exist_ok=True)
-    for name, hr, psnr_map, mask in computed:
+    for name, psnr_map, figure_data in computed:
         labels = difficulty_labels(psnr_map, settings)
-        label_mask = expand_patch_map(labels, settings.patch_size, hr.shape[-2:])[0, 0].numpy()
-        image = (hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        figure = plot_difficulty(
-            image,
-            psnr_map[0, 0].numpy(),
-            label_mask,
-            mask,
-            path=args.output / f"{name}_difficulty.png",
-            title=name,
+        entry = {"hard_fraction": float(labels.mean()), "mean_patch_psnr_db": float(psnr_map.mean())}
+        if figure_data is not None:
+            image, mask = figure_data
+            label_mask = expand_patch_map(labels, settings.patch_size, image.shape[:2])[0, 0].numpy()
+            figure = plot_difficulty(
+                image,
+                psnr_map[0, 0].numpy(),
+                label_mask,
+                mask,
+                path=args.output / f"{name}_difficulty.png",
+                title=name,
+            )
+            entry["figure"] = str(figure)
+        summary["images"][name] = entry
+        print(
+            f"{name}: hard fraction {entry['hard_fraction']:.3f}"
+            + (f", figure {entry['figure']}" if "figure" in entry else "")
         )
-        summary["images"][name] = {
-            "hard_fraction": float(labels.mean()),
-            "mean_patch_psnr_db": float(psnr_map.mean()),
-            "figure": str(figure),
-        }
-        print(f"{name}: hard fraction {float(labels.mean()):.3f}, figure {figure}")
     (args.output / "labels.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    print(f"median patch PSNR {summary['median_db']:.3f} dB over {len(computed)} image(s)")
+    print(f"median patch PSNR {median:.3f} dB over {len(computed)} image(s)")
     return 0
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "build_skimage_dataset",
     "check_folders",
     "div2k_folder",
+    "load_skimage_photo",
     "make_lr_folder",
     "mod_crop",
 ]
@@ -156,7 +157,8 @@ def make_lr_folder(hr_folder: Path, output_folder: Path, scale: int, *, filename
     return len(paths)
 
 
-def _load_photo(name: str) -> np.ndarray:
+def load_skimage_photo(name: str) -> np.ndarray:
+    """Return scikit-image's bundled photograph ``name`` as a BGR uint8 array (H, W, 3), grey repeated."""
     import skimage.data
 
     image = getattr(skimage.data, name)()
@@ -178,7 +180,7 @@ def _write_split(root: Path, photos: Sequence[str], crop: int, scales: Sequence[
     gt_folder = root / "GTmod12"
     gt_folder.mkdir(parents=True, exist_ok=True)
     for name in photos:
-        hr = mod_crop(_center_crop(_load_photo(name), crop), 12)
+        hr = mod_crop(_center_crop(load_skimage_photo(name), crop), 12)
         cv2.imwrite(str(gt_folder / f"{name}.png"), hr)
     for scale in scales:
         make_lr_folder(gt_folder, root / f"LRbicx{scale}", scale)

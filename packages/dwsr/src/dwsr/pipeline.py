@@ -20,7 +20,14 @@ import yaml
 
 from dwsr._compat import cpu_safe_resume
 
-__all__ = ["experiment_folder", "load_options", "run_test_pipeline", "run_train_pipeline", "save_options"]
+__all__ = [
+    "experiment_folder",
+    "load_options",
+    "load_trained_network",
+    "run_test_pipeline",
+    "run_train_pipeline",
+    "save_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,29 @@ def save_options(options: dict, path: Path) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         yaml.safe_dump(options, handle, sort_keys=False)
     return path
+
+
+def load_trained_network(network_options: dict, weights: Path):
+    """Build ``network_options`` (a ``network_g`` dict) and load BasicSR weights (``{'params': ...}``) into it.
+
+    Returns the network in eval mode, on the CPU.
+    """
+    import torch
+    from basicsr.archs import build_network
+
+    import dwsr  # noqa: F401
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"network weights {weights} not found; train first or pass the right path")
+    network = build_network(dict(network_options))
+    checkpoint = torch.load(weights, map_location="cpu")
+    if "params" not in checkpoint:
+        raise ValueError(
+            f"{weights} has no 'params' entry (keys: {sorted(checkpoint)}); expected BasicSR weights"
+        )
+    network.load_state_dict(checkpoint["params"])
+    return network.eval()
 
 
 def experiment_folder(root_path: Path, name: str) -> Path:

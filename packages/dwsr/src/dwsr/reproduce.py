@@ -39,7 +39,7 @@ from dwsr.data import (
 from dwsr.difficulty import DifficultySettings, dataset_patch_psnrs, median_db
 from dwsr.evaluation import ImageResult, evaluate_folder
 from dwsr.figures import plot_crops, plot_difficulty, select_crop
-from dwsr.pipeline import experiment_folder, run_train_pipeline, save_options
+from dwsr.pipeline import experiment_folder, load_trained_network, run_train_pipeline, save_options
 from dwsr.recipes import baseline_train_options, dwsr_network_options, dwsr_train_options
 from qcore.bench import count_flops
 from qcore.report import markdown_table
@@ -163,16 +163,6 @@ def _collect_data(context: ReproductionContext, preset: ReproductionPreset) -> l
     return result
 
 
-def _load_network(network_options: dict, weights: Path) -> torch.nn.Module:
-    from basicsr.archs import build_network
-
-    import dwsr  # noqa: F401
-
-    network = build_network(dict(network_options))
-    network.load_state_dict(torch.load(weights, map_location="cpu")["params"])
-    return network.eval()
-
-
 def _train(options: dict, context: ReproductionContext) -> tuple[Path, float]:
     options_path = save_options(options, context.run_dir.path / "options" / f"{options['name']}.yml")
     started = time.perf_counter()
@@ -241,7 +231,7 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
             trained = {}
             for label, options in (("DWSR", dwsr_options), ("single-way EDSR", baseline_options)):
                 weights, seconds = _train(options, context)
-                trained[label] = _load_network(options["network_g"], weights)
+                trained[label] = load_trained_network(options["network_g"], weights)
                 info[label]["seconds"].append(seconds)
                 info[label]["params"] = count_parameters(trained[label])
                 probe = torch.zeros(1, 3, 64, 64)

@@ -14,6 +14,10 @@ Importing this module applies every fix once; each fix is idempotent and touches
   RecBole's trainer and the models that load their own pre-trained checkpoints, ``torch.load`` defaults to
   ``weights_only=False`` again. Those files are written by RecBole itself, and pickle can run code, so only
   load checkpoints from a source you trust.
+* ``recbole/model/sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at
+  import time, and every RecBole entry point imports it. Anomaly mode records a Python stack trace for
+  every autograd operation, which made a training step of a small model several times slower in our runs.
+  The module is imported here and anomaly detection switched back off.
 * ``recbole.quick_start`` imports ``ray.tune`` at module level although only its hyper-parameter search
   uses it. When ray is not installed, the module is imported with a placeholder that raises ImportError
   naming the missing package as soon as the tuning code touches it. ``sys.modules`` never keeps the
@@ -144,6 +148,14 @@ def patch_quick_start_without_ray() -> None:
             del sys.modules["ray"]
 
 
+def disable_sine_anomaly_detection() -> None:
+    """Import RecBole's SINE model, which switches anomaly detection on globally, and switch it off."""
+    import torch
+
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(False)
+
+
 @functools.cache
 def apply_all() -> tuple[str, ...]:
     """Apply every fix once and return the names of the fixes applied."""
@@ -155,6 +167,8 @@ def apply_all() -> tuple[str, ...]:
     _applied.append("torch_load_weights_only")
     patch_quick_start_without_ray()
     _applied.append("quick_start_without_ray")
+    disable_sine_anomaly_detection()
+    _applied.append("anomaly_detection_off")
     logger.debug("RecBole compatibility fixes applied: %s", ", ".join(_applied))
     return tuple(_applied)
 

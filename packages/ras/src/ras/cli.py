@@ -54,6 +54,14 @@ def _init_gradient(args: argparse.Namespace) -> int:
     report = init_gradient_report(
         model, batch_size=args.batch_size, image_size=args.image_size, seed=args.seed
     )
+    if args.sgd_steps:
+        report["w_abs_max_per_step"] = track_shared_scale(
+            model,
+            steps=args.sgd_steps,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
     print(json.dumps({"model": args.model, "weight_init": args.weight_init, **report}, indent=2))
     return 0
 

@@ -6,7 +6,7 @@ z = GAP(F), three excitation operators give pre-sigmoid logits: SE (e_1), ECA (e
 "IE" (e_3). A decision layer s = σ(Linear(C → 3)(z)) weighs each of them, and the gate is
 a = σ(s_1·e_1) ⊙ σ(s_2·e_2) ⊙ σ(s_3·e_3). The output is a ⊙ F.
 
-Each operator can be switched off; the decision layer then has one output per remaining operator and the
+Each operator can be switched off. The decision layer then has one output per remaining operator and the
 product runs over those. With all three on (the default) the module is the official one.
 """
 
@@ -50,18 +50,18 @@ class SEM(nn.Module):
 
     Args:
         channels: number of channels C.
-        reduction: SE reduction ratio; the hidden width is round(C / reduction), C/16 in every bottleneck.
-        rd_channels: SE hidden width; overrides ``reduction``.
+        reduction: SE reduction ratio. The hidden width is round(C / reduction), C/16 in every bottleneck.
+        rd_channels: SE hidden width, which overrides ``reduction``.
         use_se: include the SE operator.
         use_eca: include the ECA operator.
         use_ie: include the IE (channel affine) operator.
-        eca_kernel: ECA kernel size; None uses `eca_kernel_size` of C. Must be odd.
+        eca_kernel: ECA kernel size, odd. None uses `eca_kernel_size` of C.
         device: device of the parameters.
         dtype: dtype of the parameters.
 
     Attributes:
-        decision: Linear(C → number of operators) with bias; its sigmoid is the decision s.
-        se: the SE operator (``SqueezeExcite``; only its excitation logits are used), or None.
+        decision: Linear(C → number of operators) with bias. Its sigmoid is the decision s.
+        se: the SE operator (a ``SqueezeExcite`` whose excitation logits are used), or None.
         eca: Conv1d(1 → 1, k, padding k // 2, no bias) over the channel axis, or None.
         ie: ``ChannelAffine`` with w = 0 and b = −1 at init, or None.
     """
@@ -144,10 +144,13 @@ class SEM(nn.Module):
         self._check_input(x)
         squeezed = self.pool(x)
         decision = self._decide(squeezed)
-        gate = None
-        for index, logits in enumerate(self._operator_logits(squeezed).values()):
-            factor = torch.sigmoid(decision[:, index].view(-1, 1, 1, 1) * logits)
-            gate = factor if gate is None else gate * factor
+        factors = [
+            torch.sigmoid(decision[:, index].view(-1, 1, 1, 1) * logits)
+            for index, logits in enumerate(self._operator_logits(squeezed).values())
+        ]
+        gate = factors[0]
+        for factor in factors[1:]:
+            gate = gate * factor
         return gate
 
     def _decide(self, squeezed: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
         paper_dataset="cifar100",
         references=REFERENCES,
         notes=(
-            "The official code ends with a fixed AvgPool2d(8); our backbone uses an adaptive average pool, "
+            "The official code ends with a fixed AvgPool2d(8), and our backbone uses an adaptive average pool, "
             "which is identical at 32×32 inputs."
         ),
     )

@@ -41,5 +41,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
         variants={"plain": None, "se": "se", "spem": "spem"},
         paper_dataset=PAPER_DATASET,
         references=references,
-        notes="SPEM's loss adds 0.1 × Σ‖p‖² over all blocks (official α); plain and SE have no auxiliary loss.",
+        notes=(
+            "SPEM's loss adds 0.1 × Σ‖p‖² over all blocks (official α), and plain and SE have no auxiliary "
+            "loss. At the official initialisation every SPEM gate equals σ(−2)·σ(−1) ≈ 0.032, so each "
+            "residual branch starts scaled to about 3 % of its value."
+        ),
     )

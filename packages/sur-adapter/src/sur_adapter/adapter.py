@@ -261,7 +261,7 @@ class SURAdapter(nn.Module):
         """Load a state dict saved by the authors' ``SUR_adapter_train.py`` (``adapter.pt``).
 
         Their module also registers the template ``encoder_layer`` that ``nn.TransformerEncoder`` copies,
-        which holds unused weights; those keys are dropped. Their ``attention.value_layer`` is dropped
+        which contains unused weights, so those keys are dropped. Their ``attention.value_layer`` is dropped
         too unless this adapter was built with ``keep_value_layer=True``.
         """
         own_keys = set(self.state_dict())

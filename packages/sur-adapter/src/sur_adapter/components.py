@@ -3,7 +3,7 @@
 Training and inference need a tokenizer, a text encoder, a VAE, a conditional UNet and a noise scheduler.
 :func:`load_components` reads them from a diffusers-format checkpoint (a Hugging Face id or a local
 folder). :func:`build_tiny_components` builds small randomly initialised versions from configs, for tests
-and CPU demonstrations; its tokenizer is the BERT word-piece tokenizer of the bundled all-MiniLM-L6-v2
+and CPU demonstrations. Its tokenizer is the BERT word-piece tokenizer of the bundled all-MiniLM-L6-v2
 model, cut to CLIP's 77-token context.
 """
 

@@ -32,7 +32,7 @@ def apply_adapter(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the adapter on prompt embeddings as the authors' pipeline does.
 
-    With ``adapter_on_uncond`` and negative embeddings, the adapter sees the classifier-free-guidance batch
+    With ``adapter_on_uncond`` and negative embeddings, the adapter receives the classifier-free-guidance batch
     ``[negative; positive]`` in one call, which matters only for an adapter with
     ``legacy_batch_first_bug=True`` whose attention mixes the samples of a batch.
 

@@ -7,10 +7,10 @@ Presets:
   components and the bundled all-MiniLM-L6-v2 teacher, a few minutes on two CPU cores;
 * ``paper``: the authors' ``run.sh`` recipe on SURD under ``data_root`` (a GPU job).
 
-Every preset compares three conditionings of the same frozen UNet: the plain text-encoder output (no
-adapter), the adapter trained with this package's defaults, and the adapter trained with the released
-code's behaviour (detached condition, samples mixed in the transformer layers, frozen random teacher
-projection).
+Every preset compares three conditionings of the same frozen UNet. The first is the plain text-encoder
+output (no adapter), the second the adapter trained with this package's defaults. The third is the
+adapter trained with the released code's behaviour: a detached condition, samples mixed in the
+transformer layers and a frozen random teacher projection.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class _Plan:
 
 _PLANS = {
     "smoke": _Plan(steps=1, samples=2, evaluation_repeats=1, resolution=16, inference_steps=2),
-    "default": _Plan(steps=60, samples=None, evaluation_repeats=2, resolution=32, inference_steps=4),
+    "default": _Plan(steps=60, samples=None, evaluation_repeats=2, resolution=16, inference_steps=4),
 }
 
 
@@ -192,7 +192,11 @@ def _result(context: ReproductionContext, runs: list[dict], *, task: str) -> Rep
         metrics = {key: _mean([run["rows"][name][key] for run in runs]) for key in _METRICS}
         initial = {key: _mean([run["before"][name][key] for run in runs]) for key in _METRICS}
         seconds = _mean([run["seconds"][name] for run in runs]) if name in runs[0]["seconds"] else None
-        role = "baseline" if name == "no adapter" else ("method" if name == "sur-adapter" else "reference")
+        role = "reference"
+        if name == "no adapter":
+            role = "baseline"
+        elif name == "sur-adapter":
+            role = "method"
         rows.append(ResultRow(model=name, role=role, metrics=metrics, seconds=seconds))
         table.append({"model": name, **{f"{key} (init)": initial[key] for key in _METRICS}, **metrics})
     figures = [run["grid"] for run in runs if run["grid"] is not None]

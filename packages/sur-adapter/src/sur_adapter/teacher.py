@@ -195,7 +195,7 @@ def feature_cache_path(
 ) -> Path:
     """Return the cache file for one teacher, layer, pooling and prompt set.
 
-    The file name holds a readable model id, the layer and the pooling, followed by a SHA-256 digest of
+    The file name contains a readable model id, the layer and the pooling, followed by a SHA-256 digest of
     those values and of the sorted distinct prompts, so any change selects a different file.
     """
     prompt_digest = _prompt_digest(prompts)
@@ -239,7 +239,7 @@ def load_prompt_vectors(path: str | Path) -> PromptVectors:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file cannot be read or holds something other than prompt vectors.
+        ValueError: The file cannot be read or contains something other than prompt vectors.
     """
     path = Path(path)
     if not path.is_file():
@@ -254,7 +254,9 @@ def load_prompt_vectors(path: str | Path) -> PromptVectors:
         return PromptVectors(payload.get("vectors", {}), source=str(path), metadata=payload.get("metadata"))
     if isinstance(payload, dict):
         return PromptVectors(payload, source=str(path))
-    raise ValueError(f"{path} holds a {type(payload).__name__}, not a dict of prompt vectors.")
+    raise ValueError(
+        f"Invalid teacher vector file {path}: expected a dict of prompt vectors, found a {type(payload).__name__}."
+    )
 
 
 def cached_prompt_vectors(
@@ -273,7 +275,7 @@ def cached_prompt_vectors(
     """Return teacher vectors for ``prompts``, computing and caching them on the first call.
 
     A cache file that cannot be read, was written for another model, layer, pooling or prompt set, lacks a
-    prompt, or holds vectors of mixed shape or non-finite values is logged and rebuilt.
+    prompt, or contains vectors of mixed shape or non-finite values is logged and rebuilt.
 
     Args:
         prompts: Simple prompts; duplicates are allowed.
@@ -351,7 +353,9 @@ def _cache_problem(path: Path, metadata: dict[str, Any], prompts: Sequence[str])
 
 def _check_vectors(vectors: Mapping[str, torch.Tensor], source: str) -> None:
     if not vectors:
-        raise ValueError(f"Teacher vector file {source} holds no vectors.")
+        raise ValueError(
+            f"Teacher vector file {source} is empty; rebuild it with `sur-adapter cache-features`."
+        )
     shapes = set()
     for prompt, vector in vectors.items():
         if not isinstance(prompt, str) or not isinstance(vector, torch.Tensor):

@@ -1,8 +1,9 @@
 """Training loop of SUR-adapter on frozen Stable Diffusion components, driven by accelerate.
 
-One optimizer step: encode the images with the VAE, add DDPM noise, encode the simple prompt (``text``)
-and the complex prompt (``prompt``) with the frozen text encoder, run the adapter on the simple-prompt
-embedding, predict the noise with the frozen UNet conditioned on the adapted embedding, and minimise
+Each optimizer step encodes the images with the VAE and adds DDPM noise. The frozen text encoder embeds
+the simple prompt (``text``) and the complex prompt (``prompt``), and the adapter transforms the
+simple-prompt embedding. The frozen UNet predicts the noise conditioned on the adapted embedding, and the
+step minimises
 
     L = L_noise + llm_weight * KD(P v_llm, h) + prompt_weight * KD(c_complex, y).
 
