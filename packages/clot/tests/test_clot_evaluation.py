@@ -5,6 +5,8 @@ import torch
 
 from clot.data import split_by_input
 from clot.evaluation import (
+    CGG_DISTRACTORS,
+    build_cgg_questions,
     build_dat_questions,
     build_eval_choices,
     build_eval_rankings,
@@ -63,3 +65,15 @@ def test_dat_questions_and_scores(scripted_model_class):
     assert 0.0 <= metrics["dat_asd"] <= metrics["dat_asd_oracle"] + 1e-6
     with pytest.raises(ValueError, match="distinct words"):
         build_dat_questions(vocabulary[:5])
+
+
+def test_cgg_questions_four_options():
+    questions = build_cgg_questions([("cloud1.png", "cat"), ("cloud2.png", "giraffe")], seed=0)
+    assert len(questions) == 6
+    for question in questions:
+        assert len(question.options) == 4
+        assert len(set(question.options)) == 4
+        assert question.options[question.correct] in ("cat", "giraffe")
+        others = [word for i, word in enumerate(question.options) if i != question.correct]
+        assert set(others) <= set(CGG_DISTRACTORS)
+    assert len({question.correct for question in questions}) > 1

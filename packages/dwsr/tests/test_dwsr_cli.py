@@ -26,7 +26,7 @@ def test_label_writes_figure_and_summary(tmp_path, capsys):
 def test_label_fixed_rule_needs_threshold(tmp_path, capsys):
     code = cli.main(["label", "--skimage", "camera", "--rule", "fixed", "--output", str(tmp_path)])
     assert code == 2
-    assert "threshold_db" in capsys.readouterr().err
+    assert "--threshold-db" in capsys.readouterr().err
 
 
 def test_label_missing_image_fails_cleanly(tmp_path, capsys):

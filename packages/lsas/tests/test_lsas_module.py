@@ -143,3 +143,9 @@ def test_save_load_gives_identical_outputs(tmp_path):
     restored = LSAS(32, order=2)
     restored.load_state_dict(torch.load(tmp_path / "lsas.pt"))
     torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("channels", [0, -4, 2.5, "64"])
+def test_invalid_channel_count_is_rejected(channels):
+    with pytest.raises(ValueError, match="LSAS needs a positive integer channel count"):
+        LSAS(channels)

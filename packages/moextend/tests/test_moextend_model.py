@@ -164,6 +164,8 @@ def test_interrupted_training_resumes_identically(tiny_base, tmp_path):
     settings = TrainingSettings(learning_rate=1e-2, max_steps=4, batch_size=4, save_steps=2, log_steps=0)
     results = []
     for name, fail_at in (("straight", None), ("crashed", 3)):
+        # The projector and calibration start random, so both runs start from the same seed.
+        torch.manual_seed(0)
         bundle = _bundle(tiny_base)
         bundle.model.extend(PLAN)
         dataset = make_dataset(bundle, color_samples(8))
@@ -193,3 +195,45 @@ def test_interrupted_training_resumes_identically(tiny_base, tmp_path):
     assert resumed.losses == straight.losses[2:]
     for name, tensor in straight_params.items():
         assert torch.equal(resumed_params[name], tensor), name
+
+
+def test_keep_probe_router_option_saves_routers(tiny_base, tmp_path):
+    from moextend.stages import extend_from_usage
+
+    bundle = _bundle(tiny_base)
+    settings = TrainingSettings(learning_rate=1e-2, max_steps=2, batch_size=4, log_steps=0)
+    result = run_probe(bundle, color_samples(12), settings, tmp_path / "probe", validation_size=4)
+    plan = extend_from_usage(
+        bundle,
+        result.usage,
+        probed_routers=result.probed_routers,
+        keep_probe_router=True,
+        legacy_ascending_argsort=True,
+    )
+    weights = dict(bundle.model.named_parameters())
+    for index, probed in result.probed_routers.items():
+        assert torch.equal(weights[f"language_model.model.layers.{index}.mlp.gate.weight"], probed)
+    for index, sources in zip(plan.layers, plan.source_experts, strict=True):
+        new_row = weights[f"language_model.model.layers.{index}.mlp.new_router"][0]
+        assert torch.equal(new_row, result.probed_routers[index][sources[0]])
+    assert "language_model.model.layers.0.mlp.gate.weight" in bundle.model.delta_names()
+
+    bundle.model.save_pretrained(tmp_path / "extended")
+    loaded = MoExtendModel.from_pretrained(tmp_path / "extended")
+    loaded_weights = dict(loaded.named_parameters())
+    assert torch.equal(
+        loaded_weights["language_model.model.layers.0.mlp.gate.weight"], result.probed_routers[0]
+    )
+
+
+def test_keep_probe_router_needs_weights(tiny_base):
+    from moextend.stages import extend_from_usage
+
+    bundle = _bundle(tiny_base)
+    usage = {
+        "layers": [0, 1, 2, 3],
+        "before": {"top_k": [[1.0] * 4] * 4},
+        "after": {"top_k": [[1.0, 2.0, 3.0, 4.0]] * 4},
+    }
+    with pytest.raises(ValueError, match="probed router weights"):
+        extend_from_usage(bundle, usage, keep_probe_router=True)

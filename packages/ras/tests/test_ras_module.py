@@ -166,3 +166,9 @@ def test_save_load_gives_identical_outputs(tmp_path):
     x = torch.randn(2, 16, 3, 3)
     torch.testing.assert_close(restored(x), module(x), rtol=0, atol=0)
     assert isinstance(restored.norms[0], nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("channels", [0, 3.0, None])
+def test_invalid_channel_count_is_rejected(channels):
+    with pytest.raises(ValueError, match="RAS needs a positive integer channel count"):
+        RAS(channels)

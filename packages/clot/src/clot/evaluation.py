@@ -31,9 +31,13 @@ from clot.templates import OUTSIDE_THE_BOX, format_options, option_letter
 from qcore.progress import progress
 
 __all__ = [
+    "CGG_CLASSES",
+    "CGG_DISTRACTORS",
+    "CggQuestion",
     "DatQuestion",
     "EvalChoice",
     "EvalRanking",
+    "build_cgg_questions",
     "build_dat_questions",
     "build_eval_choices",
     "build_eval_rankings",
@@ -190,6 +194,61 @@ def build_dat_questions(
     for _ in range(num_questions):
         drawn = rng.sample(words, num_context + num_options)
         questions.append(DatQuestion(context=tuple(drawn[:num_context]), options=tuple(drawn[num_context:])))
+    return questions
+
+
+CGG_CLASSES = ("cat", "human", "giraffe")
+CGG_DISTRACTORS = (
+    "chair",
+    "cup",
+    "sing",
+    "jump",
+    "rap",
+    "basketball",
+    "computer",
+    "egg",
+    "phone",
+    "house",
+    "lamp",
+    "shoes",
+)
+
+
+@dataclass(frozen=True)
+class CggQuestion:
+    """A cloud guessing game question: which word names the shape hidden in a cloud image."""
+
+    image: str
+    options: tuple[str, ...]
+    correct: int
+
+
+def build_cgg_questions(
+    images: Sequence[tuple[str, str]],
+    *,
+    questions_per_image: int = 3,
+    distractors: Sequence[str] = CGG_DISTRACTORS,
+    num_options: int = 4,
+    seed: int = 0,
+) -> list[CggQuestion]:
+    """Build 4T1 cloud guessing questions: the true class and three words drawn from ``distractors``.
+
+    The paper asks three questions per cloud image, with distractors drawn from twelve unrelated words.
+    Generating the cloud images needs a ControlNet model and is not part of this package.
+
+    Args:
+        images: (image path, true class) pairs.
+    """
+    if len(distractors) < num_options - 1:
+        raise ValueError(f"need at least {num_options - 1} distractor words, got {len(distractors)}.")
+    rng = random.Random(seed)
+    questions = []
+    for image, label in images:
+        pool = [word for word in distractors if word != label]
+        for _ in range(questions_per_image):
+            options = [label, *rng.sample(pool, num_options - 1)]
+            rng.shuffle(options)
+            questions.append(CggQuestion(image=image, options=tuple(options), correct=options.index(label)))
     return questions
 
 

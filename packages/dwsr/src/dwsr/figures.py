@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,16 +54,19 @@ def plot_difficulty(
 
 
 def select_crop(hard_mask: np.ndarray, size: int) -> tuple[int, int]:
-    """Return the top-left corner of the ``size`` square with the most hard pixels (stride ``size // 2``)."""
+    """Return the top-left corner of the ``size`` square whose hard fraction is closest to one half.
+
+    Such a crop shows easy and hard regions side by side. Candidates lie on a grid of stride ``size // 2``.
+    """
     height, width = hard_mask.shape
     size = min(size, height, width)
     step = max(size // 2, 1)
-    best, corner = -1.0, (0, 0)
+    best, corner = math.inf, (0, 0)
     for top in range(0, height - size + 1, step):
         for left in range(0, width - size + 1, step):
-            score = float(hard_mask[top : top + size, left : left + size].sum())
-            if score > best:
-                best, corner = score, (top, left)
+            distance = abs(float(hard_mask[top : top + size, left : left + size].mean()) - 0.5)
+            if distance < best:
+                best, corner = distance, (top, left)
     return corner
 
 

@@ -302,7 +302,8 @@ def _draw_figures(
     primary: tuple[str, int],
 ) -> list[Path]:
     dwsr_images = figure_inputs["DWSR"]
-    index = int(np.argmax([image.metrics["hard_fraction"] for image in dwsr_images]))
+    # The image whose hard fraction is closest to one half shows both regions best.
+    index = int(np.argmin([abs(image.metrics["hard_fraction"] - 0.5) for image in dwsr_images]))
     chosen = dwsr_images[index]
     bicubic = figure_inputs["bicubic"][index]
     baseline = figure_inputs["single-way EDSR"][index]
@@ -358,7 +359,10 @@ def _report(
         floatfmt=".4f",
     )
     relative = [figure.relative_to(context.run_dir.path) for figure in figures]
-    hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads visible, device {context.device}"
+    hardware = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads visible, "
+        f"torch using {torch.get_num_threads()} thread(s), device {context.device}"
+    )
     return "\n".join(
         [
             f"### DWSR, preset {context.preset!r}",
@@ -372,8 +376,8 @@ def _report(
             "",
             f"DWSR network: `{info['DWSR']['network']}`; single-way baseline: `{info['single-way EDSR']['network']}`.",
             f"Hardware: {hardware}.",
-            "",
-            *[f"![{path.stem}]({path.as_posix()})" for path in relative],
+            f"Figures: {', '.join(f'`{path.as_posix()}`' for path in relative)} (difficulty map and predicted "
+            "mask of the held-out image whose hard fraction is closest to one half, and crops of the same image).",
             "",
         ]
     )

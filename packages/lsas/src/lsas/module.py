@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from qcore.vision.attention import ChannelAffine, SqueezeExcite
+from qcore.vision.attention import ChannelAffine, SqueezeExcite, check_channels
 
 __all__ = ["LSAS", "SUB_ATTENTION_BIAS_INIT", "SUB_ATTENTION_WEIGHT_INIT"]
 
@@ -56,7 +56,7 @@ class LSAS(nn.Module):
             raise ValueError(
                 f"LSAS order must be a non-negative integer (0 = plain SE, official values 0 to 5), got {order!r}"
             )
-        self.channels = channels
+        self.channels = check_channels(type(self).__name__, channels)
         self.order = order
         self.se = SqueezeExcite(
             channels, reduction=reduction, rd_channels=rd_channels, device=device, dtype=dtype

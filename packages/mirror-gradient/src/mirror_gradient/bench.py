@@ -51,12 +51,14 @@ def _timed_variant(
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     model = MODELS.get(model_name)(config, train_data.dataset).to(config["device"])
     trainer = MirrorGradientTrainer(config, model)
+
     trainer._train_epoch(train_data, 0)  # warm-up epoch, not timed
     epoch_seconds = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         trainer._train_epoch(train_data, epoch)
         epoch_seconds.append(time.perf_counter() - start)
+
     start = time.perf_counter()
     trainer.evaluate(test_data, load_best_model=False)
     evaluation_seconds = time.perf_counter() - start

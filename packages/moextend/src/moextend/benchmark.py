@@ -7,8 +7,9 @@ Measured in one process on one randomly initialised Mixtral-style model:
   (new experts, router rows and calibration in half of the layers) vs full fine-tuning of every weight.
 
 Memory on CUDA is the peak allocation of one call. On the CPU the resident-set growth misses memory the
-allocator already holds from the warm-up calls, so no peak is reported there. The bytes of gradients and AdamW state follow from the
-trainable-parameter count and are reported exactly, as are the bytes autograd saves for backward.
+allocator keeps cached from the warm-up calls, so no peak is reported there. The bytes of gradients and
+AdamW state follow from the trainable-parameter count and are reported exactly, as are the bytes autograd
+saves for backward.
 """
 
 from __future__ import annotations

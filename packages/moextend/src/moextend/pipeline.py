@@ -7,9 +7,12 @@
 4. Full fine-tuning of the same LLM (every LLM weight plus the projector, same data and steps) is the
    baseline.
 
-Reported: caption accuracy on held-out digits (the answer sentence with the highest likelihood among the
-ten candidates) after alignment and after each method, perplexity on held-out text of the original,
-extended and fully fine-tuned LLM (forgetting), trainable-parameter share and wall time per step.
+Reported:
+
+- caption accuracy on held-out digits after alignment and after each method: the share of images whose
+  correct sentence has the highest likelihood of the ten candidates;
+- perplexity of the original, extended and fully fine-tuned LLM on held-out text, which shows forgetting;
+- trainable-parameter share and wall time per step.
 """
 
 from __future__ import annotations

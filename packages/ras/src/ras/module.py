@@ -42,7 +42,7 @@ class RAS(nn.Module):
         channels: number of channels C of the feature map.
         steps: number of recurrence steps T ≥ 1.
         weight_init: initial value of every entry of w. The official value 0 makes the first BN's input
-            identical across the batch, so w and the BN may receive no gradient at the start; any other value
+            identical across the batch, so w and the BN receive no gradient at the start. Any other value
             is a deviation from the official code.
         bias_init: initial value of every entry of b.
         eps: epsilon of the BN layers.

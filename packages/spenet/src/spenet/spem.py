@@ -18,6 +18,8 @@ official training adds to the cross-entropy with factor α = 0.1, summed over al
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,7 +65,12 @@ class SPEM(nn.Module):
         super().__init__()
         self.channels = check_channels(type(self).__name__, channels)
         self.mix_init = float(mix_init)
-        affine_args = {"weight_init": weight_init, "bias_init": bias_init, "device": device, "dtype": dtype}
+        affine_args: dict[str, Any] = {
+            "weight_init": weight_init,
+            "bias_init": bias_init,
+            "device": device,
+            "dtype": dtype,
+        }
         self.pool_affine = ChannelAffine(channels, **affine_args)
         self.mix_affine = ChannelAffine(channels, **affine_args)
         self.mix_weight = nn.Parameter(torch.empty(2, device=device, dtype=dtype))

@@ -7,8 +7,8 @@
 * A denoised user-item graph: every epoch, ``dropout`` of the training edges are pruned, sampling the kept
   edges with probability proportional to ``1 / sqrt(deg(u) * deg(i))`` (degree-sensitive pruning).
   Evaluation uses the full graph.
-* Item ID embeddings propagate ``n_mm_layers`` times over the item-item graph; users and items propagate
-  ``n_ui_layers`` LightGCN layers over the user-item graph; an item's representation is the sum of both.
+* Item ID embeddings propagate ``n_mm_layers`` times over the item-item graph. Users and items propagate
+  ``n_ui_layers`` LightGCN layers over the user-item graph. An item's representation is the sum of both.
 * Loss: BPR on the representations plus ``reg_weight`` times BPR losses that score projected image and text
   features against the user representation.
 """
@@ -98,9 +98,9 @@ class FREEDOM(MultimodalRecommender):
             self.train_adjacency = self.full_adjacency
             return
         keep = int(len(self.edge_weights) * (1.0 - self.dropout))
-        kept = torch.multinomial(self.edge_weights, keep, replacement=False)
+        kept_edges = torch.multinomial(self.edge_weights, keep, replacement=False)
         self.train_adjacency = normalized_user_item_adjacency(
-            self.edge_users[kept], self.edge_items[kept], self.n_users, self.n_items
+            self.edge_users[kept_edges], self.edge_items[kept_edges], self.n_users, self.n_items
         )
 
     def forward(self, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,8 @@ For each modality m, LATTICE keeps the k-nearest-neighbour graph of the raw feat
 similarity values, symmetric normalisation) and learns a second one from projected features
 (``L_m``, the same construction on ``W_m x``). The item-item graph is
 ``A = sum_m softmax(w)_m * ((1 - lambda_coeff) * L_m + lambda_coeff * S_m)`` with learnable modality
-weights ``w``. Item ID embeddings propagate ``n_layers`` times over ``A``; the L2-normalised result is added
-to the item representation of a LightGCN backbone (``n_ui_layers`` layers) on the user-item graph, and the
+weights ``w``. Item ID embeddings propagate ``n_layers`` times over ``A``. The L2-normalised result is added
+to the item representation of a LightGCN backbone (``n_ui_layers`` layers) on the user-item graph. The
 model trains with BPR plus an L2 penalty.
 
 As in the authors' code, the learned graph is rebuilt with gradients on the first training batch of each

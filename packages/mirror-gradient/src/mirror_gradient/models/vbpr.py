@@ -1,6 +1,6 @@
 """VBPR: Visual Bayesian Personalized Ranking (He and McAuley, AAAI 2016, arXiv 1510.01784).
 
-An item is the concatenation of a free ID embedding and a linear projection of its content features; a
+An item is the concatenation of a free ID embedding and a linear projection of its content features. A
 user has one embedding of the same total width. The score is their inner product, trained with the BPR
 loss. As in MMRec's multimodal version, image and text features are concatenated before the projection,
 and the bias terms of the original paper are left out.

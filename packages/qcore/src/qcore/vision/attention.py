@@ -31,7 +31,8 @@ __all__ = [
     "resolve_attention",
 ]
 
-AttentionFactory = Callable[[int], nn.Module]
+# Called with the channel count first; timm and the torchvision helper also pass device= and dtype=.
+AttentionFactory = Callable[..., nn.Module]
 
 ATTENTION = Registry("attention")
 

@@ -27,6 +27,7 @@ import logging
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -231,7 +232,13 @@ def _digits(image_size: int, augment: bool, seed: int) -> tuple[Dataset, Dataset
     std = [float(train_images.float().std() / 255.0)] * 3
     classes = [str(c) for c in digits.target_names]
     # No horizontal flip for digits, because a mirrored digit is not a digit; the random crop stays.
-    common = {"mean": mean, "std": std, "flip": False, "padding": max(1, image_size // 8), "classes": classes}
+    common: dict[str, Any] = {
+        "mean": mean,
+        "std": std,
+        "flip": False,
+        "padding": max(1, image_size // 8),
+        "classes": classes,
+    }
     train = TensorImageDataset(
         train_images, labels[torch.from_numpy(train_index)], augment=augment, seed=seed, **common
     )
@@ -288,7 +295,7 @@ def _cifar(
     test_images, test_labels = _cifar_arrays(test_files, label_key)
     num_classes = 10 if name == "cifar10" else 100
     classes = _read_pickle(meta_file)[names_key] if meta_file.is_file() else None
-    common = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "classes": classes}
+    common: dict[str, Any] = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "classes": classes}
     train = TensorImageDataset(train_images, train_labels, augment=augment, seed=seed, **common)
     test = TensorImageDataset(test_images, test_labels, **common)
     logger.info("loaded %s from %s: %d train, %d test images", name, folder, len(train), len(test))
@@ -331,7 +338,7 @@ def _stl10(
     classes = names_file.read_text(encoding="utf-8").split() if names_file.is_file() else None
     # With train_crop the reference code's CIFAR transform applies: RandomCrop(train_crop, padding=4).
     padding = 4 if train_crop else image_size // 8
-    common = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "classes": classes}
+    common: dict[str, Any] = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "classes": classes}
     train = TensorImageDataset(
         train_images,
         train_labels,

@@ -219,6 +219,7 @@ class CifarResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
         in_channels = 16
+        stage_layers: list[nn.Sequential] = []
         for stage_index, planes in enumerate(STAGE_PLANES):
             out_channels = planes * block_cls.expansion
             blocks = []
@@ -235,7 +236,8 @@ class CifarResNet(nn.Module):
                 stride = 2 if stage_index > 0 and block_index == 0 else 1
                 blocks.append(block_cls(in_channels, planes, stride=stride, attn=attn, last_norm=last_norm))
                 in_channels = out_channels
-            self.add_module(f"layer{stage_index + 1}", nn.Sequential(*blocks))
+            stage_layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stage_layers
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -255,13 +257,13 @@ class CifarResNet(nn.Module):
         features = self.avgpool(self.forward_features(x)).flatten(1)
         return self.fc(features)
 
-    def residual_blocks(self) -> list[nn.Module]:
+    def residual_blocks(self) -> list[Bottleneck | BasicBlock]:
         """Return the residual blocks in order (stage 1 first)."""
-        return [*self.layer1, *self.layer2, *self.layer3]
+        return [block for layer in (self.layer1, self.layer2, self.layer3) for block in layer]  # type: ignore[misc]
 
     def attention_modules(self) -> list[nn.Module]:
         """Return the attention modules of the blocks that have one, in block order."""
-        return [blk.attn for blk in self.residual_blocks() if not isinstance(blk.attn, nn.Identity)]
+        return [block.attn for block in self.residual_blocks() if not isinstance(block.attn, nn.Identity)]
 
     def aux_loss(self) -> torch.Tensor | None:
         """Return the sum of the submodules' ``aux_loss()`` values, or ``None`` when none defines one."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from qcore.checkpoint import (
     capture_rng_state,
@@ -259,7 +259,7 @@ def train_classifier(
     run_dir: RunDir | str | Path,
     *,
     resume: bool = True,
-    datasets: tuple[Dataset, Dataset] | None = None,
+    datasets: tuple[Any, Any] | None = None,
     step_callback: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with ``config`` and return its results.
@@ -282,6 +282,8 @@ def train_classifier(
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     seed_everything(config.seed, deterministic=config.deterministic)
+    train_set: Any
+    test_set: Any
     if datasets is None:
         train_set, test_set, _ = build_datasets(
             config.dataset,
