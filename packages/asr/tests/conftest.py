@@ -11,21 +11,6 @@ from torch import nn
 from asr import ASRBatchNorm2d, install_asr_batchnorm
 from qcore.vision.resnet import attach_attention_torchvision, create_cifar_resnet
 
-# Tiny members of each family for the default tests; the named ImageNet models run in the slow tests.
-TINY_FAMILIES = [
-    "cifar_bottleneck",
-    "cifar_basic",
-    "timm_bottleneck",
-    "timm_basic",
-    "tv_bottleneck",
-    "tv_basic",
-]
-FULL_FAMILIES = ["timm_resnet18", "timm_resnet50", "tv_resnet18", "tv_resnet50"]
-
-# The test machine is shared; one thread per process avoids oversubscription.
-torch.set_num_threads(1)
-
-
 def _tiny_timm_resnet(block: str, attention, num_classes: int) -> nn.Module:
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 

@@ -12,6 +12,7 @@ from qcore.bench import count_flops, count_parameters
 from qcore.vision.attention import SqueezeExcite
 from qcore.vision.resnet import create_cifar_resnet
 
+# Tiny members of each family run by default; the named ImageNet models run in the slow tests.
 TINY_FAMILIES = [
     "cifar_bottleneck",
     "cifar_basic",

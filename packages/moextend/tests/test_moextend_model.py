@@ -218,6 +218,10 @@ def test_keep_probe_router_option_saves_routers(tiny_base, tmp_path):
         assert torch.equal(new_row, result.probed_routers[index][sources[0]])
     assert "language_model.model.layers.0.mlp.gate.weight" in bundle.model.delta_names()
 
+    probed_bundle = load_bundle(tmp_path / "probe")
+    with pytest.raises(ValueError, match="probed router weights"):
+        extend_from_usage(probed_bundle, result.usage)
+
     bundle.model.save_pretrained(tmp_path / "extended")
     loaded = MoExtendModel.from_pretrained(tmp_path / "extended")
     loaded_weights = dict(loaded.named_parameters())

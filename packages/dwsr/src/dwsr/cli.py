@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -258,7 +259,12 @@ def _run_label(args: argparse.Namespace) -> int:
     median = float(all_values.median())
     threshold = {"fixed": args.threshold_db, "dataset_median": median, "image_mean": None}[args.rule]
     settings = DifficultySettings(patch_size=args.patch_size, rule=args.rule, threshold_db=threshold)
-    summary = {"rule": settings.rule, "patch_size": settings.patch_size, "median_db": median, "images": {}}
+    summary: dict[str, Any] = {
+        "rule": settings.rule,
+        "patch_size": settings.patch_size,
+        "median_db": median,
+        "images": {},
+    }
     if threshold is not None:
         summary["threshold_db"] = threshold
 
@@ -266,7 +272,10 @@ def _run_label(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     for name, psnr_map, figure_data in computed:
         labels = difficulty_labels(psnr_map, settings)
-        entry = {"hard_fraction": float(labels.mean()), "mean_patch_psnr_db": float(psnr_map.mean())}
+        entry: dict[str, Any] = {
+            "hard_fraction": float(labels.mean()),
+            "mean_patch_psnr_db": float(psnr_map.mean()),
+        }
         if figure_data is not None:
             image, mask = figure_data
             label_mask = expand_patch_map(labels, settings.patch_size, image.shape[:2])[0, 0].numpy()

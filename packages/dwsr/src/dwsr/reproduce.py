@@ -5,10 +5,13 @@ report gives the Y-channel PSNR and SSIM of both and of bicubic upsampling, over
 their easy and hard regions. The regions are the PSNR-prior labels of the bicubic upsampling, with the
 threshold taken from the training set.
 
-Presets: ``smoke`` (a tiny network for a few iterations on three photographs), ``default`` (a small network
-for a few minutes on scikit-image's photographs, held-out photographs for testing) and ``paper`` (the
-EDSR-baseline-size recipe at x2, x3 and x4 on DIV2K, tested on Set5, Set14, BSD100 and Urban100 under
-``data_root``).
+Presets:
+
+- ``smoke``: a tiny network for a few iterations on three photographs;
+- ``default``: a small network for a few minutes of CPU, trained on scikit-image's photographs and tested
+  on other photographs;
+- ``paper``: the EDSR-baseline-size recipe at x2, x3 and x4 on DIV2K, tested on Set5, Set14, BSD100 and
+  Urban100 under ``data_root``.
 """
 
 from __future__ import annotations
@@ -171,6 +174,44 @@ def _train(options: dict, context: ReproductionContext) -> tuple[Path, float]:
     return experiment_folder(context.run_dir.path, options["name"]) / "models" / "net_g_latest.pth", seconds
 
 
+def _on_device(function, device: str):
+    """Wrap ``function`` so that it takes and returns CPU tensors but runs on ``device``."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return function(x.to(device)).cpu()
+
+    return run
+
+
+def _seed_options(
+    context: ReproductionContext, preset: ReproductionPreset, item: _ScaleData, seed: int, threshold: float
+) -> tuple[dict, dict]:
+    """Return the options of DWSR and of its matched single-way baseline for one scale and seed."""
+    dwsr_options = dwsr_train_options(
+        f"DWSR_x{item.scale}_{context.preset}_seed{seed}",
+        item.scale,
+        item.train,
+        item.val,
+        network=dwsr_network_options(item.scale, **preset.network),
+        difficulty={"patch_size": preset.patch_size, "threshold_db": threshold},
+        total_iter=preset.total_iter,
+        seed=seed,
+        num_gpu=1 if context.device == "cuda" else 0,
+        batch_size=preset.batch_size,
+        lr_patch=preset.lr_patch,
+        enlarge_ratio=preset.enlarge_ratio,
+        num_workers=preset.num_workers,
+        lr=preset.lr,
+        val_freq=preset.val_freq,
+        checkpoint_freq=preset.checkpoint_freq,
+        print_freq=preset.print_freq,
+    )
+    baseline_options = baseline_train_options(
+        dwsr_options, f"SingleWayEDSR_x{item.scale}_{context.preset}_seed{seed}"
+    )
+    return dwsr_options, baseline_options
+
+
 def _metric_key(metric: str, set_name: str, scale: int, primary: tuple[str, int]) -> str:
     return metric if (set_name, scale) == primary else f"{set_name}_x{scale}_{metric}"
 
@@ -184,7 +225,6 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     """Train DWSR and the matched single-way baseline, evaluate both and bicubic, and draw the figures."""
     preset = PRESETS[context.preset]
     data = _collect_data(context, preset)
-    num_gpu = 1 if context.device == "cuda" else 0
     primary = (data[0].tests[0].name, data[0].scale)
 
     per_model: dict[str, dict[str, list[float]]] = {"bicubic": {}, "single-way EDSR": {}, "DWSR": {}}
@@ -205,47 +245,30 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
                 ).append(means[metric])
 
         for seed in context.seeds:
-            network = dwsr_network_options(item.scale, **preset.network)
-            dwsr_options = dwsr_train_options(
-                f"DWSR_x{item.scale}_{context.preset}_seed{seed}",
-                item.scale,
-                item.train,
-                item.val,
-                network=network,
-                difficulty={"patch_size": preset.patch_size, "threshold_db": threshold},
-                total_iter=preset.total_iter,
-                seed=seed,
-                num_gpu=num_gpu,
-                batch_size=preset.batch_size,
-                lr_patch=preset.lr_patch,
-                enlarge_ratio=preset.enlarge_ratio,
-                num_workers=preset.num_workers,
-                lr=preset.lr,
-                val_freq=preset.val_freq,
-                checkpoint_freq=preset.checkpoint_freq,
-                print_freq=preset.print_freq,
-            )
-            baseline_options = baseline_train_options(
-                dwsr_options, f"SingleWayEDSR_x{item.scale}_{context.preset}_seed{seed}"
-            )
+            dwsr_options, baseline_options = _seed_options(context, preset, item, seed, threshold)
             trained = {}
             for label, options in (("DWSR", dwsr_options), ("single-way EDSR", baseline_options)):
                 weights, seconds = _train(options, context)
                 trained[label] = load_trained_network(options["network_g"], weights)
-                info[label]["seconds"].append(seconds)
-                info[label]["params"] = count_parameters(trained[label])
-                probe = torch.zeros(1, 3, 64, 64)
-                info[label]["flops"] = count_flops(trained[label], probe)
-                info[label]["network"] = options["network_g"]
+                if item.scale == primary[1]:
+                    # Rows report the size, FLOPs and training time of the primary scale's networks.
+                    info[label]["seconds"].append(seconds)
+                    info[label]["params"] = count_parameters(trained[label])
+                    info[label]["flops"] = count_flops(trained[label], torch.zeros(1, 3, 64, 64))
+                    info[label]["network"] = options["network_g"]
 
             for test in item.tests:
                 for label, network in trained.items():
                     keep = (test.name, item.scale) == primary and seed == context.seeds[0]
-                    mask_predictor = (
-                        (lambda x, net=network: net.predict_mask(x)[0]) if label == "DWSR" else None
-                    )
+                    network.to(context.device)
+                    upscaler = _on_device(network, context.device)
+                    mask_predictor = None
+                    if label == "DWSR":
+                        mask_predictor = _on_device(
+                            lambda x, net=network: net.predict_mask(x)[0], context.device
+                        )
                     means, images = evaluate_folder(
-                        network, test, item.scale, settings, keep_images=keep, mask_predictor=mask_predictor
+                        upscaler, test, item.scale, settings, keep_images=keep, mask_predictor=mask_predictor
                     )
                     if keep:
                         figure_inputs[label] = images
@@ -309,24 +332,31 @@ def _draw_figures(
     baseline = figure_inputs["single-way EDSR"][index]
 
     scale = primary[1]
+    gt, hard_mask, predicted_mask = chosen.gt, chosen.hard_mask, chosen.predicted_mask
+    dwsr_sr, bicubic_sr, baseline_sr = chosen.sr, bicubic.sr, baseline.sr
+    if gt is None or hard_mask is None or predicted_mask is None:
+        raise RuntimeError("figure images were not kept; evaluate_folder needs keep_images=True")
+    if dwsr_sr is None or bicubic_sr is None or baseline_sr is None:
+        raise RuntimeError("figure images were not kept; evaluate_folder needs keep_images=True")
+    hard = hard_mask.astype(np.float32)
     difficulty_path = plot_difficulty(
-        chosen.gt,
+        gt,
         chosen.extras["psnr_map"],
-        chosen.hard_mask.astype(np.float32),
-        chosen.predicted_mask,
+        hard,
+        predicted_mask,
         path=context.run_dir.figure_path("dwsr_difficulty.png"),
         title=f"{chosen.name} x{scale}: threshold {settings.threshold_db:.2f} dB",
     )
 
-    size = min(96, *chosen.gt.shape[:2])
-    corner = select_crop(chosen.hard_mask, size)
-    panels = {
-        "HR": chosen.gt,
-        f"bicubic {bicubic.metrics['psnr']:.2f} dB": bicubic.sr,
-        f"single way {baseline.metrics['psnr']:.2f} dB": baseline.sr,
-        f"DWSR {chosen.metrics['psnr']:.2f} dB": chosen.sr,
-        "labels (white = hard)": chosen.hard_mask.astype(np.float32),
-        "predicted mask": chosen.predicted_mask,
+    size = min(96, *gt.shape[:2])
+    corner = select_crop(hard_mask, size)
+    panels: dict[str, np.ndarray] = {
+        "HR": gt,
+        f"bicubic {bicubic.metrics['psnr']:.2f} dB": bicubic_sr,
+        f"single way {baseline.metrics['psnr']:.2f} dB": baseline_sr,
+        f"DWSR {chosen.metrics['psnr']:.2f} dB": dwsr_sr,
+        "labels (white = hard)": hard,
+        "predicted mask": predicted_mask,
     }
     crops_path = plot_crops(
         panels,

@@ -16,6 +16,8 @@ The calibration's last layer starts at zero, so at initialisation ``p' = p`` exa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,8 +76,8 @@ class ExtendedSparseMoeBlock(nn.Module):
 
     def __init__(
         self,
-        gate: nn.Module,
-        experts: nn.Module,
+        gate: Any,
+        experts: Any,
         *,
         top_k: int,
         normalize_top_k: bool = True,
@@ -106,17 +108,17 @@ class ExtendedSparseMoeBlock(nn.Module):
         self.act_fn = view.act_fn
 
         # Placeholders with the right shapes. :meth:`initialize_from` copies the source experts into them.
-        factory = {"dtype": weight.dtype, "device": weight.device}
-        self.new_router = nn.Parameter(torch.zeros(num_new_experts, hidden_size, **factory))
+        dtype, device = weight.dtype, weight.device
+        self.new_router = nn.Parameter(torch.zeros(num_new_experts, hidden_size, dtype=dtype, device=device))
         self.new_gate_up_proj = nn.Parameter(
-            torch.zeros(num_new_experts, 2 * view.intermediate_size, hidden_size, **factory)
+            torch.zeros(num_new_experts, 2 * view.intermediate_size, hidden_size, dtype=dtype, device=device)
         )
         self.new_down_proj = nn.Parameter(
-            torch.zeros(num_new_experts, hidden_size, view.intermediate_size, **factory)
+            torch.zeros(num_new_experts, hidden_size, view.intermediate_size, dtype=dtype, device=device)
         )
         self.calibration = RoutingCalibration(
             num_old + num_new_experts, hidden_features=calibration_hidden, initializer_range=initializer_range
-        ).to(**factory)
+        ).to(dtype=dtype, device=device)
         # Forward hooks on this identity read the full router logits (T, E + n) for the auxiliary loss.
         self.router_logits_tap = nn.Identity()
         self.source_experts: list[int] = []

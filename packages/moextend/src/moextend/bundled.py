@@ -82,8 +82,7 @@ def digit_samples(
     if split not in ("train", "test"):
         raise ValueError(f"invalid split={split!r}; valid values: 'train', 'test'")
     digits = load_digits()
-    rows = range(0, 1500) if split == "train" else range(1500, len(digits.target))
-    rows = list(rows)[:limit]
+    rows = list(range(0, 1500) if split == "train" else range(1500, len(digits.target)))[:limit]
     question = CAPTION_QUESTION if caption else DIGIT_QUESTION
     samples, labels = [], []
     for row in rows:

@@ -323,7 +323,7 @@ class ChatCollator:
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
-    def __call__(self, items: Iterable[Mapping[str, torch.Tensor | None]]) -> dict[str, torch.Tensor | None]:
+    def __call__(self, items: Iterable[Mapping[str, Any]]) -> dict[str, torch.Tensor | None]:
         items = list(items)
         length = max(int(item["input_ids"].shape[0]) for item in items)
         input_ids = torch.full((len(items), length), self.pad_token_id, dtype=torch.long)

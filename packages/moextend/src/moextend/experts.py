@@ -11,6 +11,7 @@ modules (and their state-dict names) unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class ExpertsView:
 class FusedExpertsView(ExpertsView):
     """Experts fused into ``gate_up_proj (E, 2I, H)`` and ``down_proj (E, H, I)`` (transformers 5.x)."""
 
-    def __init__(self, experts: nn.Module, hidden_size: int) -> None:
+    def __init__(self, experts: Any, hidden_size: int) -> None:
         gate_up, down = experts.gate_up_proj, experts.down_proj
         if gate_up.dim() != 3 or down.dim() != 3 or gate_up.shape[2] != hidden_size:
             raise ValueError(
@@ -52,10 +53,10 @@ class FusedExpertsView(ExpertsView):
             )
         if getattr(experts, "gate_up_proj_bias", None) is not None or getattr(experts, "has_bias", False):
             raise ValueError("fused experts with biases are not supported by the extended MoE block")
-        self.experts = experts
-        self.num_experts = gate_up.shape[0]
+        self.experts: Any = experts
+        self.num_experts = int(gate_up.shape[0])
         self.hidden_size = hidden_size
-        self.intermediate_size = down.shape[2]
+        self.intermediate_size = int(down.shape[2])
         self.act_fn = experts.act_fn
 
     def expert_output(self, index: int, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ class FusedExpertsView(ExpertsView):
 class ModuleListExpertsView(ExpertsView):
     """Experts as an ``nn.ModuleList`` of SwiGLU MLPs (transformers 4.x)."""
 
-    def __init__(self, experts: nn.ModuleList, hidden_size: int) -> None:
+    def __init__(self, experts: Any, hidden_size: int) -> None:
         first = experts[0]
         for names in _MODULE_LIST_NAMES:
             if all(isinstance(getattr(first, name, None), nn.Linear) for name in names):
@@ -83,7 +84,7 @@ class ModuleListExpertsView(ExpertsView):
                 "layers named (w1, w3, w2) or (gate_proj, up_proj, down_proj)"
             )
         gate_name, _, down_name = self.names
-        self.experts = experts
+        self.experts: Any = experts
         self.num_experts = len(experts)
         self.hidden_size = hidden_size
         self.intermediate_size = getattr(first, gate_name).out_features
@@ -109,7 +110,7 @@ class ModuleListExpertsView(ExpertsView):
         return gate_up, getattr(expert, down_name).weight
 
 
-def read_experts(experts: nn.Module, hidden_size: int) -> ExpertsView:
+def read_experts(experts: Any, hidden_size: int) -> ExpertsView:
     """Return a view of ``experts`` in whichever layout (5.x fused or 4.x module list) it uses.
 
     Raises:
@@ -125,7 +126,7 @@ def read_experts(experts: nn.Module, hidden_size: int) -> ExpertsView:
     )
 
 
-def router_weight(gate: nn.Module) -> torch.Tensor:
+def router_weight(gate: Any) -> torch.Tensor:
     """Return the router weight ``(E, H)`` of a 5.x ``*TopKRouter`` or a 4.x bias-free ``nn.Linear`` gate."""
     weight = getattr(gate, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:

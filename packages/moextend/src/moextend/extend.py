@@ -46,7 +46,7 @@ class MoeLayer:
     attribute: str
 
     @property
-    def block(self) -> nn.Module:
+    def block(self) -> Any:
         """The MoE block currently installed (original or extended)."""
         return getattr(self.parent, self.attribute)
 
@@ -58,7 +58,7 @@ class MoeLayer:
 
 @dataclasses.dataclass
 class ExtensionPlan:
-    """Which decoder layers get new experts, and which pretrained expert each new one is copied from.
+    """Decoder layers that get new experts, and the pretrained expert each new one is copied from.
 
     Attributes:
         layers: decoder-layer indices, ascending.
@@ -129,7 +129,7 @@ def find_moe_layers(model: nn.Module) -> list[MoeLayer]:
     return found
 
 
-def _routing_settings(model: nn.Module) -> tuple[int, bool]:
+def _routing_settings(model: Any) -> tuple[int, bool]:
     config = model.config
     top_k = int(config.num_experts_per_tok)
     # Mixtral always renormalises the top-k weights; Qwen-MoE and OLMoE follow norm_topk_prob.
@@ -142,7 +142,7 @@ def _routing_settings(model: nn.Module) -> tuple[int, bool]:
 
 
 def extend_model(
-    model: nn.Module,
+    model: Any,
     plan: ExtensionPlan,
     *,
     calibration_hidden: int = 16,
@@ -214,14 +214,14 @@ def restore_routers(model: nn.Module, state: Mapping[int, torch.Tensor]) -> None
             router_weight(layer.block.gate).copy_(state[layer.index])
 
 
-def expert_count(block: nn.Module) -> int:
+def expert_count(block: Any) -> int:
     """Experts of an original or extended block."""
     if isinstance(block, ExtendedSparseMoeBlock):
         return block.num_experts
     return router_weight(block.gate).shape[0]
 
 
-def expert_parameter_count(block: nn.Module) -> int:
+def expert_parameter_count(block: Any) -> int:
     """Parameters of one pretrained expert, ``3 * H * I``."""
     view = read_experts(block.experts, router_weight(block.gate).shape[1])
     return 3 * view.hidden_size * view.intermediate_size
@@ -245,7 +245,7 @@ def record_router_logits(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
 
     for layer in find_moe_layers(model):
         block = layer.block
-        source = block.router_logits_tap if isinstance(block, ExtendedSparseMoeBlock) else block.gate
+        source: Any = block.router_logits_tap if isinstance(block, ExtendedSparseMoeBlock) else block.gate
         handles.append(source.register_forward_hook(make_hook(layer.index)))
     try:
         yield recorded

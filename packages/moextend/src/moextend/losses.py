@@ -53,7 +53,7 @@ def load_balancing_loss(
         raise ValueError("load_balancing_loss needs the router logits of at least one layer")
     if scale is None:
         scale = max(logits.shape[-1] for logits in router_logits.values())
-    total = None
+    layer_losses = []
     for logits in router_logits.values():
         probabilities = torch.softmax(logits.float(), dim=-1)
         chosen = torch.topk(probabilities, top_k, dim=-1).indices
@@ -69,6 +69,5 @@ def load_balancing_loss(
         denominator = weights.sum().clamp_min(1.0)
         tokens_per_expert = (expert_mask * weights[:, None, None]).sum(dim=0) / denominator
         prob_per_expert = (probabilities * weights[:, None]).sum(dim=0) / denominator
-        layer_loss = (tokens_per_expert * prob_per_expert[None]).sum()
-        total = layer_loss if total is None else total + layer_loss
-    return total * scale / len(router_logits)
+        layer_losses.append((tokens_per_expert * prob_per_expert[None]).sum())
+    return torch.stack(layer_losses).sum() * scale / len(layer_losses)

@@ -72,8 +72,8 @@ class MoExtendModel(nn.Module):
 
     def __init__(
         self,
-        language_model: nn.Module,
-        vision_tower: nn.Module,
+        language_model: Any,
+        vision_tower: Any,
         *,
         image_token_id: int,
         select_layer: int = -2,
@@ -132,7 +132,7 @@ class MoExtendModel(nn.Module):
 
     def router_parameter_names(self) -> list[str]:
         """State-dict names of the pretrained router weights of every MoE layer."""
-        names = []
+        names: list[str] = []
         for layer in find_moe_layers(self.language_model):
             weight = layer.block.gate.weight
             names.extend(name for name, param in self.named_parameters() if param is weight)
@@ -189,7 +189,7 @@ class MoExtendModel(nn.Module):
                 f"but {num_images} images need {expected} ({self.num_image_tokens} each); expand each "
                 "image placeholder with the data collator"
             )
-        if num_images == 0:
+        if pixel_values is None or num_images == 0:
             return embeds
         features = self.encode_images(pixel_values).to(embeds.dtype)
         return embeds.masked_scatter(placeholder.unsqueeze(-1).expand_as(embeds), features)
@@ -344,7 +344,7 @@ class MoExtendModel(nn.Module):
             )
         base = base_model or config["base_model"]
         vision = vision_model or config["vision_model"]
-        dtype_kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
+        dtype_kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
         language_model = AutoModelForCausalLM.from_pretrained(base, **dtype_kwargs)
         vision_tower = CLIPVisionModel.from_pretrained(vision, **dtype_kwargs)
         model = cls(

@@ -202,7 +202,10 @@ def caption_accuracy(
             attention_mask=batch["attention_mask"],
             pixel_values=batch["pixel_values"],
         ).logits
-        targets = batch["labels"][:, 1:]
+        candidate_labels = batch["labels"]
+        if candidate_labels is None:
+            raise ValueError("caption_accuracy needs labelled candidates")
+        targets = candidate_labels[:, 1:]
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         mask = targets != -100
         picked = log_probs.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)

@@ -118,6 +118,8 @@ def load_bundle(
         )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if model.vision_model is None:
+        raise ValueError(f"{source} does not name its CLIP vision model; pass vision_model")
     image_processor = CLIPImageProcessor.from_pretrained(model.vision_model)
     model.eval()
     return ModelBundle(model, tokenizer, image_processor, max_length)
@@ -188,7 +190,7 @@ def measure_expert_usage(
     """
     model.eval()
     layers = [layer.index for layer in find_moe_layers(model.language_model)]
-    totals = {"top_k": None, "legacy_ascending": None}
+    totals: dict[str, torch.Tensor | None] = {"top_k": None, "legacy_ascending": None}
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
         output = model(
@@ -204,7 +206,8 @@ def measure_expert_usage(
                 legacy_ascending_argsort=legacy,
             )
             stacked = torch.stack([counts[index] for index in layers])
-            totals[key] = stacked if totals[key] is None else totals[key] + stacked
+            previous = totals[key]
+            totals[key] = stacked if previous is None else previous + stacked
     return {"layers": layers, **totals}
 
 
@@ -298,6 +301,12 @@ def extend_from_usage(
         num_new_experts: new experts per extended layer.
         calibration_hidden: hidden width of each calibration MLP.
     """
+    routers = set(bundle.model.router_parameter_names())
+    if not keep_probe_router and routers & bundle.model.extra_delta_names:
+        raise ValueError(
+            "this model carries probed router weights; extend the output of the align stage, or set "
+            "keep_probe_router to keep the probed rows"
+        )
     key = "legacy_ascending" if legacy_ascending_argsort else "top_k"
     plan = select_layers(
         torch.tensor(usage["before"][key]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionConfig, PreTrainedTokenizerFast
@@ -40,7 +41,7 @@ def tiny_moe_config(
     norm_topk_prob: bool = True,
 ):
     """Return a small config of a supported MoE family (``mixtral``, ``qwen3_moe`` or ``olmoe``)."""
-    common = {
+    common: dict[str, Any] = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
         "intermediate_size": intermediate_size,
@@ -66,8 +67,7 @@ def tiny_moe_config(
             num_experts=num_experts,
             moe_intermediate_size=intermediate_size,
             norm_topk_prob=norm_topk_prob,
-            head_dim=hidden_size // 4,
-            **common,
+            **{"head_dim": hidden_size // 4, **common},
         )
     if family == "olmoe":
         from transformers import OlmoeConfig
@@ -146,7 +146,7 @@ def save_tiny_base(
     image_size: int = 32,
     patch_size: int = 8,
     seed: int = 0,
-    language_model: torch.nn.Module | None = None,
+    language_model: Any = None,
     tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> tuple[Path, Path]:
     """Write a tiny base LLM with its tokenizer and a tiny CLIP vision tower with its image processor.
@@ -193,7 +193,7 @@ _TINY_SHAPES = ("square", "circle")
 
 
 def tiny_corpus() -> list[str]:
-    """Sentences covering the vocabulary of :func:`write_tiny_llava_data` and the chat markers."""
+    """Return sentences that cover the vocabulary of :func:`write_tiny_llava_data` and the chat markers."""
     sentences = [f"a {color} {shape}" for color in _TINY_COLORS for shape in _TINY_SHAPES]
     return [
         "[INST]Describe the image.[/INST]",

@@ -80,7 +80,7 @@ def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def train_parameters(
     model: nn.Module,
-    dataset: torch.utils.data.Dataset,
+    dataset: Any,
     collator: Callable[[list[Any]], dict[str, Any]],
     *,
     trainable: Sequence[str],

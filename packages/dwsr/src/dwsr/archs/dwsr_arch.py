@@ -12,7 +12,7 @@ with M in [0, 1] the predicted probability that a pixel is hard. Both choices ar
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +131,7 @@ class DWSRNet(nn.Module):
         self.mask_resolution = mask_resolution
         rgb_mean = tuple(rgb_mean)
 
-        way_kwargs = dict(
+        way_kwargs: dict[str, Any] = dict(
             way_type=way_type,
             num_in_ch=num_in_ch,
             num_out_ch=num_out_ch,
@@ -214,7 +214,7 @@ class DWSRNet(nn.Module):
         return_all: bool = False,
         run_ways: bool = True,
         run_recognition: bool = True,
-    ) -> torch.Tensor | DWSROutput:
+    ) -> torch.Tensor | DWSROutput | None:
         """Super-resolve ``x`` ``(B, C, H, W)`` to ``(B, C, s*H, s*W)``.
 
         With ``return_all`` the result is the :class:`DWSROutput` of :meth:`forward_ways`; training goes

@@ -51,6 +51,7 @@ class DWSRRecognitionNet(nn.Module):
         self.upscale = upscale
         self.mask_resolution = mask_resolution
         self.img_range = img_range
+        self.mean: torch.Tensor
         self.register_buffer("mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, num_in_ch, 1, 1))
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)

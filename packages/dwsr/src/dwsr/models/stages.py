@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FUSION_MASKS", "LOSS_NAMES", "PARTS", "TrainingStage", "parse_stages", "scale_stage_iters"]
 
@@ -44,7 +45,7 @@ class TrainingStage:
         return self.first_iter + self.iters - 1
 
 
-def _as_names(value: object, valid: Sequence[str], field: str, stage: str) -> tuple[str, ...]:
+def _as_names(value: Any, valid: Sequence[str], field: str, stage: str) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else list(value or [])
     if "all" in names:
         names = list(valid)
