@@ -11,6 +11,7 @@ from torch import nn
 from asr import ASRBatchNorm2d, install_asr_batchnorm
 from qcore.vision.resnet import attach_attention_torchvision, create_cifar_resnet
 
+
 def _tiny_timm_resnet(block: str, attention, num_classes: int) -> nn.Module:
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 

@@ -93,5 +93,5 @@ def test_option_requires_help():
 
 def test_check_range_bounds():
     check_range("p", 0.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match="between 0.0 and 1.0"):
+    with pytest.raises(ValueError, match=r"between 0\.0 and 1\.0"):
         check_range("p", 1.5, 0.0, 1.0)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from qcore.reproduce import ReproductionContext
+from qcore.reproduce import DataNotFoundError, ReproductionContext
 from qcore.rundir import RunDir
 from sur_adapter.cli import main
 from sur_adapter.config import TrainConfig
@@ -123,3 +124,11 @@ def test_reproduce_smoke(tmp_path):
     for row in result.rows:
         assert row.metrics["simple_complex_distance"] > 0
     assert result.figures and result.figures[0].is_file()
+
+
+def test_reproduce_paper_without_data(tmp_path):
+    context = ReproductionContext(
+        preset="paper", run_dir=RunDir(tmp_path / "run"), data_root=tmp_path, device="cpu"
+    )
+    with pytest.raises(DataNotFoundError, match=r"SURD/metadata\.jsonl.*zhongshsh/SURD"):
+        reproduce(context)

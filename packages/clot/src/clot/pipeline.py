@@ -222,7 +222,9 @@ def prepare_data(config: ClotConfig, run_dir: RunDir) -> PreparedData:
         noun_set=noun_set,
         extractors=extractors,
         train_sources=DistractorSources.from_samples(train, caption=caption, rewrite=rewrite),
-        test_sources=DistractorSources.from_samples(test, caption=caption, rewrite=rewrite),
+        # Unrelated distractors of held-out questions may be any other input's response, so a small test
+        # set still yields full mTn questions.
+        test_sources=DistractorSources.from_samples(train + test, caption=caption, rewrite=rewrite),
     )
 
 

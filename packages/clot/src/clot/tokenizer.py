@@ -1,8 +1,8 @@
 """A byte-level BPE tokenizer trained in-process, for tiny models that run without downloads.
 
-Byte-level BPE never produces an unknown token, so Chinese and Japanese text survives a round trip; the
-BERT vocabulary bundled with the all-MiniLM-L6-v2 encoder maps most kana and many CJK characters to
-``[UNK]``.
+Byte-level BPE never produces an unknown token, so Chinese and Japanese text survives a round trip. The
+BERT vocabulary bundled with the all-MiniLM-L6-v2 encoder, by contrast, maps most kana and many CJK
+characters to ``[UNK]``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ MMRec dataset named ``ml100kmm``:
   Items without a link get the mean vector, as MMRec does for Amazon items without an image.
 
 The result is cached with a manifest of SHA-256 checksums of the inputs (RecBole's files, the encoder
-weights, the build settings) and of the outputs; a cache whose checksums do not match is rebuilt.
+weights, the build settings) and of the outputs. A cache whose checksums do not match is rebuilt.
 """
 
 from __future__ import annotations

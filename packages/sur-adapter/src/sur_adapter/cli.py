@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,6 +172,14 @@ def _demo(args: argparse.Namespace) -> int:
     (output / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _finite_or_none(metrics: dict) -> dict:
+    """Replace NaN and infinite values in ``{model: {metric: value}}`` by ``None`` for strict JSON."""
+    return {
+        model: {key: value if math.isfinite(value) else None for key, value in values.items()}
+        for model, values in metrics.items()
+    }
 
 
 # Parser.

@@ -16,6 +16,7 @@ transformer layers and a frozen random teacher projection.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,6 @@ from qcore.reproduce import ReproductionContext, ReproductionResult, ResultRow
 
 from .config import TrainConfig, preset_config
 from .embedded import write_embedded_dataset
-from .teacher import load_prompt_vectors
 from .trainer import SURTrainer
 
 __all__ = ["LEGACY_CHANGES", "compare_adapters", "reproduce"]
@@ -90,7 +90,13 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     )
 
 
-def compare_adapters(config: TrainConfig, *, evaluation_repeats: int = 2, grid: bool = True) -> dict:
+def compare_adapters(
+    config: TrainConfig,
+    *,
+    evaluation_repeats: int = 2,
+    evaluation_samples: int | None = None,
+    grid: bool = True,
+) -> dict:
     """Train the default and the official-behaviour adapter from ``config`` and evaluate both and no adapter.
 
     Returns:
@@ -114,13 +120,15 @@ def compare_adapters(config: TrainConfig, *, evaluation_repeats: int = 2, grid: 
             }
         trainer = SURTrainer(config.replace(output_dir=str(output_dir / folder), **changes), **shared)
         if not rows:
-            rows["no adapter"] = trainer.evaluate(use_adapter=False, repeats=evaluation_repeats)
+            rows["no adapter"] = trainer.evaluate(
+                use_adapter=False, repeats=evaluation_repeats, max_samples=evaluation_samples
+            )
             before["no adapter"] = rows["no adapter"]
-        before[name] = trainer.evaluate(repeats=evaluation_repeats)
+        before[name] = trainer.evaluate(repeats=evaluation_repeats, max_samples=evaluation_samples)
         start = time.perf_counter()
         trainer.train()
         seconds[name] = time.perf_counter() - start
-        rows[name] = trainer.evaluate(repeats=evaluation_repeats)
+        rows[name] = trainer.evaluate(repeats=evaluation_repeats, max_samples=evaluation_samples)
         trainers[name] = trainer
         logger.info("%s: before %s, after %s", name, before[name], rows[name])
     grid_path = _comparison_grid(trainers, output_dir / "samples.png") if grid else None
@@ -178,9 +186,8 @@ def _reproduce_paper(context: ReproductionContext) -> ReproductionResult:
     }
     if vectors_path.is_file():
         overrides["teacher_vectors"] = str(vectors_path)
-        load_prompt_vectors(vectors_path)
     config = preset_config("paper", **overrides)
-    run = compare_adapters(config, evaluation_repeats=1)
+    run = compare_adapters(config, evaluation_repeats=1, evaluation_samples=512)
     return _result(context, [run], task="simple-to-complex prompt alignment (SURD, Stable Diffusion 1.5)")
 
 
@@ -199,7 +206,12 @@ def _result(context: ReproductionContext, runs: list[dict], *, task: str) -> Rep
             role = "method"
         rows.append(ResultRow(model=name, role=role, metrics=metrics, seconds=seconds))
         table.append({"model": name, **{f"{key} (init)": initial[key] for key in _METRICS}, **metrics})
-    figures = [run["grid"] for run in runs if run["grid"] is not None]
+    figures = []
+    for seed, run in zip(context.seeds, runs, strict=False):
+        if run["grid"] is not None:
+            figure = context.run_dir.figure_path(f"samples-seed{seed}.png")
+            shutil.copyfile(run["grid"], figure)
+            figures.append(figure)
     columns = ["model"] + [column for key in _METRICS for column in (f"{key} (init)", key)]
     report = "\n".join(
         [
@@ -209,10 +221,6 @@ def _result(context: ReproductionContext, runs: list[dict], *, task: str) -> Rep
             "",
             markdown_table(table, columns),
             "",
-            *(
-                f"![samples seed {seed}]({Path(path).relative_to(context.run_dir.path)})"
-                for seed, path in zip(context.seeds, figures, strict=False)
-            ),
             "",
             "Columns of the sample grid: no adapter, sur-adapter, sur-adapter (official code).",
         ]

@@ -279,8 +279,8 @@ def cached_prompt_vectors(
 
     Args:
         prompts: Simple prompts; duplicates are allowed.
-        model_id: Hugging Face id or local path of the teacher; it is loaded with :func:`load_teacher`
-            unless ``model`` and ``tokenizer`` are given, in which case it only names the cache entry.
+        model_id: Hugging Face id or local path of the teacher, loaded with :func:`load_teacher`. When
+            ``model`` and ``tokenizer`` are given, it only names the cache entry.
         layer: Index into the model's ``hidden_states``.
         cache_dir: Folder of cache files.
         pooling: One of ``mean``, ``last``, ``first``.

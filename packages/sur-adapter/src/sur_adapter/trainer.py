@@ -274,7 +274,12 @@ class SURTrainer:
 
     @torch.no_grad()
     def evaluate(
-        self, *, use_adapter: bool = True, repeats: int = 4, batch_size: int = 8
+        self,
+        *,
+        use_adapter: bool = True,
+        repeats: int = 4,
+        batch_size: int = 8,
+        max_samples: int | None = None,
     ) -> dict[str, float]:
         """Average the loss terms and embedding distances over the whole dataset with fixed noise.
 
@@ -286,6 +291,7 @@ class SURTrainer:
             ``loss``, ``loss_noise``, ``loss_llm``, ``loss_prompt`` (unweighted terms), and
             ``simple_complex_distance``: the mean over samples and tokens of the L2 distance between the
             conditioning embedding of the simple prompt and the text-encoder embedding of the complex prompt.
+            With ``max_samples`` only the first samples of the dataset are used.
         """
         adapter = self.accelerator.unwrap_model(self.adapter)
         was_training = adapter.training
@@ -294,8 +300,9 @@ class SURTrainer:
         distance_sum, count = 0.0, 0
         batch_index = 0
         for _ in range(repeats):
-            for start in range(0, len(self.dataset), batch_size):
-                indices = range(start, min(start + batch_size, len(self.dataset)))
+            num_samples = len(self.dataset) if max_samples is None else min(max_samples, len(self.dataset))
+            for start in range(0, num_samples, batch_size):
+                indices = range(start, min(start + batch_size, num_samples))
                 batch = collate_records([self.dataset[index] for index in indices])
                 generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + 7 + batch_index)
                 losses = self.compute_losses(
