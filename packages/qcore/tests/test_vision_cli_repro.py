@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from qcore.reproduce import ReproductionContext, ResultRow
@@ -121,3 +122,17 @@ def test_paper_preset_needs_data(tmp_path):
     context = ReproductionContext(preset="paper", run_dir=RunDir(tmp_path), seeds=(0,), data_root=tmp_path)
     with pytest.raises(DataNotFoundError, match="cifar-100-python"):
         run_attention_reproduction(context, package="demo", variants={"plain": None})
+
+
+def test_cli_train_is_reproducible(tmp_path, main, capsys):
+    from qcore.checkpoint import load_checkpoint
+
+    for name in ("first", "second"):
+        assert (
+            main(["train", "--output", str(tmp_path / name), "--max-steps", "1", "--seed", "3", *TINY]) == 0
+        )
+    capsys.readouterr()
+    first = load_checkpoint(tmp_path / "first" / "checkpoints" / "last").state_dict
+    second = load_checkpoint(tmp_path / "second" / "checkpoints" / "last").state_dict
+    for key, tensor in first.items():
+        assert torch.equal(tensor, second[key]), key

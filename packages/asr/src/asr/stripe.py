@@ -233,7 +233,11 @@ def plot_stripes(
     modules = list(modules)
 
     figure, axes = plt.subplots(
-        len(modules), len(steps), figsize=(3.2 * len(steps), 2.4 * len(modules)), squeeze=False
+        len(modules),
+        len(steps),
+        figsize=(3.2 * len(steps), 2.8 * len(modules)),
+        squeeze=False,
+        layout="constrained",
     )
     for row, module in enumerate(modules):
         for column, step in enumerate(steps):

@@ -107,6 +107,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _cache_features(args: argparse.Namespace) -> int:
+    import torch
+
     from .data import read_metadata
     from .teacher import cached_prompt_vectors, save_prompt_vectors
 
@@ -131,6 +133,7 @@ def _cache_features(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         batch_size=args.batch_size,
         device=args.device,
+        dtype=torch.float16 if str(args.device).startswith("cuda") else None,
     )
     if args.export:
         save_prompt_vectors(vectors, args.export, official_format=True)
@@ -249,7 +252,9 @@ def _build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--pooling", default="mean", choices=("mean", "last", "first"), help="token pooling")
     cache.add_argument("--cache-dir", default="sur-adapter-teacher-cache", help="cache folder")
     cache.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
-    cache.add_argument("--device", default="cpu", help="device of the teacher")
+    cache.add_argument(
+        "--device", default="cpu", help="device of the teacher (weights load in float16 on CUDA)"
+    )
     cache.add_argument("--export", help="also write the authors' plain {prompt: tensor} .pt file here")
     cache.set_defaults(handler=_cache_features)
 

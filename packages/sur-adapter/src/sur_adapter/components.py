@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 __all__ = [
@@ -48,7 +47,7 @@ class DiffusionComponents:
     """
 
     tokenizer: Any
-    text_encoder: nn.Module
+    text_encoder: Any
     vae: AutoencoderKL
     unet: UNet2DConditionModel
     noise_scheduler: DDPMScheduler
@@ -160,18 +159,22 @@ def load_components(
         return build_tiny_components(seed=seed)
     from transformers import CLIPTokenizer
 
-    common = {"revision": revision}
-    tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder="tokenizer", **common)
+    revision_kwargs: dict[str, Any] = {"revision": revision}
+    tokenizer = CLIPTokenizer.from_pretrained(
+        pretrained_model_name_or_path, subfolder="tokenizer", **revision_kwargs
+    )
     text_encoder = CLIPTextModel.from_pretrained(
-        pretrained_model_name_or_path, subfolder="text_encoder", variant=variant, **common
+        pretrained_model_name_or_path, subfolder="text_encoder", variant=variant, **revision_kwargs
     )
     vae = AutoencoderKL.from_pretrained(
-        pretrained_model_name_or_path, subfolder="vae", variant=variant, **common
+        pretrained_model_name_or_path, subfolder="vae", variant=variant, **revision_kwargs
     )
     unet = UNet2DConditionModel.from_pretrained(
-        pretrained_model_name_or_path, subfolder="unet", variant=variant, **common
+        pretrained_model_name_or_path, subfolder="unet", variant=variant, **revision_kwargs
     )
-    scheduler = DDPMScheduler.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler", **common)
+    scheduler = DDPMScheduler.from_pretrained(
+        pretrained_model_name_or_path, subfolder="scheduler", **revision_kwargs
+    )
     resolution = int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
     return DiffusionComponents(
         tokenizer=tokenizer,

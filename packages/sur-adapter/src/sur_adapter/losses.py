@@ -4,10 +4,10 @@ The total loss of "SUR-adapter" (arXiv 2305.05189) is
 
     L = L_noise + llm_weight * L_llm + prompt_weight * L_prompt
 
-where ``L_noise`` is the usual noise-prediction loss of the UNet conditioned on the adapted embeddings,
-``L_llm = KD(P v_llm, h)`` pulls the LLM teacher vector (projected by ``P``) towards every token of the
-adapter's transformer output ``h``, and ``L_prompt = KD(c, y)`` compares the complex-prompt embedding
-``c`` with the adapted simple-prompt embedding ``y``. Both weights default to 1e-5.
+Here ``L_noise`` is the usual noise-prediction loss of the UNet conditioned on the adapted embeddings.
+``L_llm = KD(P v_llm, h)`` compares the LLM teacher vector (projected by ``P``) with every token of the
+adapter's transformer output ``h``. ``L_prompt = KD(c, y)`` compares the complex-prompt embedding ``c``
+with the adapted simple-prompt embedding ``y``. Both weights default to 1e-5.
 """
 
 from __future__ import annotations

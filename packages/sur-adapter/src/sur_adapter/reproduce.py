@@ -104,21 +104,25 @@ def compare_adapters(
         "seconds": {name: training seconds}, "grid": path or None}``, where the metrics are those of
         :meth:`SURTrainer.evaluate`.
     """
-    rows, before, seconds = {}, {}, {}
+    rows: dict[str, dict[str, float]] = {}
+    before: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
     output_dir = Path(config.output_dir)
-    trainers = {}
+    trainers: dict[str, SURTrainer] = {}
     for name, changes in (("sur-adapter", {}), ("sur-adapter (official code)", LEGACY_CHANGES)):
         folder = "default" if not changes else "official"
-        shared = {}
+        run_config = config.replace(output_dir=str(output_dir / folder), **changes)
         if trainers:
             # Reuse the frozen components, data and teacher vectors of the first run.
             first = next(iter(trainers.values()))
-            shared = {
-                "components": first.components,
-                "dataset": first.dataset,
-                "teacher_vectors": first.teacher_vectors,
-            }
-        trainer = SURTrainer(config.replace(output_dir=str(output_dir / folder), **changes), **shared)
+            trainer = SURTrainer(
+                run_config,
+                components=first.components,
+                dataset=first.dataset,
+                teacher_vectors=first.teacher_vectors,
+            )
+        else:
+            trainer = SURTrainer(run_config)
         if not rows:
             rows["no adapter"] = trainer.evaluate(
                 use_adapter=False, repeats=evaluation_repeats, max_samples=evaluation_samples

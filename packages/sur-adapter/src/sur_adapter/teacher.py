@@ -271,6 +271,7 @@ def cached_prompt_vectors(
     batch_size: int = 16,
     max_length: int = 256,
     device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> PromptVectors:
     """Return teacher vectors for ``prompts``, computing and caching them on the first call.
 
@@ -284,6 +285,8 @@ def cached_prompt_vectors(
         layer: Index into the model's ``hidden_states``.
         cache_dir: Folder of cache files.
         pooling: One of ``mean``, ``last``, ``first``.
+        dtype: Weight dtype of a teacher loaded here, such as ``torch.float16`` for a 13B LLaMA on a GPU;
+            the pooled vectors are float32 either way.
     """
     path = feature_cache_path(
         cache_dir, model_id=model_id, layer=layer, pooling=pooling, prompts=prompts, max_length=max_length
@@ -303,7 +306,7 @@ def cached_prompt_vectors(
         logger.warning("Rebuilding teacher vector cache %s: %s", path, problem)
 
     if model is None or tokenizer is None:
-        model, tokenizer = load_teacher(model_id, device=device)
+        model, tokenizer = load_teacher(model_id, device=device, dtype=dtype)
     logger.info(
         "Computing teacher vectors for %d prompts with %s, layer %d", len(set(prompts)), model_id, layer
     )

@@ -128,8 +128,9 @@ class SURTrainer:
     # Setup helpers.
 
     def _load_dataset(self) -> SURDataset:
-        root = self.config.data_root
-        if root is None:
+        if self.config.data_root is not None:
+            root = Path(self.config.data_root)
+        else:
             root = self.output_dir / "data"
             if not (root / "metadata.jsonl").is_file():
                 write_embedded_dataset(root)
@@ -153,6 +154,7 @@ class SURTrainer:
             cache_dir=cache_dir,
             batch_size=self.config.teacher_batch_size,
             device=self.device,
+            dtype=torch.float16 if self.device.type == "cuda" else None,
         )
 
     def _build_adapter(self) -> SURAdapter:

@@ -28,6 +28,7 @@ from qcore.logging import setup_logging
 from qcore.registry import UnknownNameError
 from qcore.report import markdown_table
 from qcore.rundir import RunDir
+from qcore.seeding import seed_everything
 from qcore.vision.attention import resolve_attention
 from qcore.vision.benchmark import benchmark_attention_variants
 from qcore.vision.data import DatasetNotFoundError, build_datasets
@@ -145,6 +146,8 @@ def _train(args: argparse.Namespace, config_cls: type[AttentionRunConfig], defau
     _, _, num_classes = build_datasets(
         config.dataset, root=config.data_root, image_size=config.image_size, augment=False
     )
+    # Seed before building, so the initial weights depend only on config.seed.
+    seed_everything(config.seed)
     model = build_model_from_config(config, num_classes)
     logger.info("training %s with attention %r in %s", config.model, config.attention, run_dir.path)
     results = train_classifier(model, config, run_dir, resume=not args.no_resume)
