@@ -55,3 +55,14 @@ def test_distance_with_hash_embedding_is_symmetric():
     backward = pairwise_semantic_distance(list(reversed(words)), hash_embed)
     assert forward == pytest.approx(backward)
     assert average_semantic_distance("cat", ["cat"], hash_embed) == pytest.approx(0.0, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_minilm_embedder_related_words_closer():
+    from clot.metrics import minilm_embedder
+
+    embed = minilm_embedder()
+    assert embed(["cat"]).shape == (1, 384)
+    near = average_semantic_distance("kitten", ["cat"], embed)
+    far = average_semantic_distance("volcano", ["cat"], embed)
+    assert near < far
