@@ -233,7 +233,7 @@ def build_cgg_questions(
 ) -> list[CggQuestion]:
     """Build 4T1 cloud guessing questions: the true class and three words drawn from ``distractors``.
 
-    The paper asks three questions per cloud image, with distractors drawn from twelve unrelated words.
+    The paper uses three questions per cloud image, with distractors drawn from twelve unrelated words.
     Generating the cloud images needs a ControlNet model and is not part of this package.
 
     Args:
