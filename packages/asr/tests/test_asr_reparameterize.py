@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from asr import ASR, ASRBatchNorm2d, ASRWithAttention, count_asr_modules, reparameterize
+from asr import (
+    ASR,
+    ASRBatchNorm2d,
+    ASRWithAttention,
+    count_asr_modules,
+    install_asr_batchnorm,
+    reparameterize,
+)
 from qcore.bench import count_flops, count_parameters
 from qcore.vision.attention import SqueezeExcite
 from qcore.vision.resnet import create_cifar_resnet
@@ -193,3 +200,17 @@ def test_fold_changes_only_last_batchnorm_affine(backbone_builder, randomize):
     expected = sorted(f"layer{stage}.0.bn3.{name}" for stage in (1, 2, 3) for name in ("weight", "bias"))
     assert changed == expected
     assert all(key in before for key in after)
+
+
+def test_install_batchnorm_form_needs_resnet_blocks():
+    with pytest.raises(ValueError, match="no ResNet block"):
+        install_asr_batchnorm(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)))
+
+
+def test_install_batchnorm_form_keeps_statistics(backbone_builder, randomize):
+    model = randomize(backbone_builder("cifar_bottleneck"))
+    bn = model.layer2[0].bn3
+    install_asr_batchnorm(model)
+    wrapped = model.layer2[0].bn3
+    assert isinstance(wrapped, ASRBatchNorm2d)
+    assert wrapped.bn is bn
