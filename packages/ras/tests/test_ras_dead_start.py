@@ -3,7 +3,8 @@
 With w = 0 every sample's z_1 equals b, so the BN between the two steps receives a batch of identical values
 and outputs exactly β = 0 on CPU float32. The gradient of w is Σ ∂L/∂z_2 ⊙ BN(z_1) = 0, and BN's γ and β
 are multiplied by w = 0, so in the first step only b learns and the gate is the input-independent constant
-σ(b). Later steps see float32 rounding noise in BN's batch mean, which moves w by about 1e-7 per step.
+σ(b). Later steps receive float32 rounding noise from BN's batch mean, which moves w off 0 (by about 1e-7
+in the first steps).
 """
 
 import pytest
@@ -49,7 +50,7 @@ def test_weight_gradient_is_exactly_zero_at_init_resnet164():
 
 def test_weight_stays_near_zero_under_sgd():
     # Once b leaves −1, the batch mean of identical values is no longer always exact in float32, so BN(z_1)
-    # and w.grad pick up rounding noise (about 1e-7 here). w then moves, but only by that noise.
+    # and w.grad pick up rounding noise (about 1e-7 here), and w starts to move from 0.
     torch.manual_seed(0)
     model = create_ras_resnet("cifar_resnet_test", num_classes=4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
