@@ -19,6 +19,7 @@ def _fake(context):
     rows = [
         ResultRow(model="plain", role="baseline", metrics={"acc": 0.5}, params=10),
         ResultRow(model="method", role="method", metrics={"acc": 0.75}, params=12),
+        ResultRow(model="published", role="reference", metrics={"acc": 0.9}, notes="paper, CIFAR-10"),
     ]
     return ReproductionResult(
         package="fake",
@@ -42,7 +43,8 @@ def test_run_reproductions_writes_table_and_keeps_going(tmp_path):
     assert [r.package for r in results] == ["fake"]
     assert failures == {"broken": "RuntimeError: boom"}
     report = (tmp_path / "report.md").read_text()
-    assert "| fake | toy | method | method | acc ↑ | 0.75 | 0.25 |" in report
+    assert "| fake | toy | method | method | acc ↑ | 0.75 | 0.25 | 12 | – | – |  |" in report
+    assert "| fake | toy | published | reference | acc ↑ | 0.9 | – | – | – | – | paper, CIFAR-10 |" in report
     assert "seeds [3]" in report
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert (tmp_path / "fake" / "figures" / "curves.png").is_file()

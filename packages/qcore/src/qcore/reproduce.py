@@ -175,6 +175,7 @@ def _summary_rows(result: ReproductionResult) -> list[dict[str, Any]]:
                 "params": row.params,
                 "GFLOPs": row.flops / 1e9 if row.flops is not None else None,
                 "time (s)": row.seconds,
+                "notes": row.notes,
             }
         )
     return rows
@@ -194,9 +195,12 @@ def _comparison_figure(results: Sequence[ReproductionResult], path: Path) -> Pat
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), dpi=110, squeeze=False)
     colors = {"method": "tab:red", "baseline": "tab:blue", "reference": "tab:gray"}
     for axis, result in zip(axes.flat, results, strict=False):
-        labels = [row.model for row in result.rows]
-        values = [row.metrics[result.primary_metric] for row in result.rows]
-        axis.bar(range(len(labels)), values, color=[colors[row.role] for row in result.rows])
+        # Reference rows (published numbers, untrained models) often come from another dataset or scale,
+        # so the bars compare only what this run trained.
+        compared = [row for row in result.rows if row.role != "reference"] or result.rows
+        labels = [row.model for row in compared]
+        values = [row.metrics[result.primary_metric] for row in compared]
+        axis.bar(range(len(labels)), values, color=[colors[row.role] for row in compared])
         axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         arrow = "higher is better" if result.higher_is_better else "lower is better"
         axis.set_title(f"{result.package}: {result.primary_metric}\n({arrow})", fontsize=9)
@@ -314,6 +318,8 @@ def _write_outputs(
         "",
         "Each method against its baselines, trained with the same seeds on the same data. `value` is the",
         "primary metric (mean over seeds where a package ran several); `Δ` is method minus best baseline.",
+        "Reference rows (published numbers, untrained models) are listed for context: their `notes` say",
+        "where they come from, and they are left out of the bar charts.",
         "",
         markdown_table(summary),
         "",
