@@ -48,7 +48,7 @@ DEFAULT_SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0, 1, 2)}
 
 
 class DataNotFoundError(FileNotFoundError):
-    """Raised when a preset needs a data folder that is not there; the message says how to get it."""
+    """Raised when a preset needs a data folder that is missing; the message explains how to get the data."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -109,7 +109,7 @@ class ResultRow:
 
 @dataclasses.dataclass(kw_only=True)
 class ReproductionResult:
-    """What one package's reproduction returns to the main job.
+    """Result of one package's reproduction, returned to the main job.
 
     Attributes:
         package: Distribution name of the package.
