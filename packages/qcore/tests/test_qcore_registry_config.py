@@ -82,7 +82,7 @@ def test_config_unknown_key_suggests_field(tmp_path):
 def test_config_load_rejects_other_config_type(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"_type": "OtherConfig"}))
-    with pytest.raises(ValueError, match="holds a OtherConfig"):
+    with pytest.raises(ValueError, match="contains a OtherConfig"):
         ToyConfig.load(path)
 
 

@@ -151,7 +151,7 @@ def load_checkpoint(directory: str | Path, *, map_location: str | torch.device =
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(
-            f"{directory} is not a qcore checkpoint: {MANIFEST} is missing. If it holds a plain state dict, "
+            f"{directory} is not a qcore checkpoint: {MANIFEST} is missing. If it contains a plain state dict, "
             "load it with torch.load and model.load_state_dict instead."
         )
     try:

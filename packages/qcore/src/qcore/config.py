@@ -147,5 +147,5 @@ class Config:
             raise ValueError(f"config file {path} must contain a mapping, got {type(data).__name__}")
         saved_type = data.pop("_type", None)
         if saved_type is not None and saved_type != cls.__name__:
-            raise ValueError(f"config file {path} holds a {saved_type}, not a {cls.__name__}")
+            raise ValueError(f"config file {path} contains a {saved_type}, not a {cls.__name__}")
         return cls.from_dict(data)
